@@ -1,0 +1,14 @@
+//! Kizuna's domain: identifiers, vocabularies, the one access-control decision
+//! function, and the WebSocket protocol's message types.
+//!
+//! This crate is pure: no IO, no async runtime, no database, no network. CI checks
+//! that it depends on none of tokio, diesel, actix, redis or rustls.
+
+pub mod access;
+pub mod ids;
+pub mod kinds;
+pub mod protocol;
+pub mod text;
+
+pub use ids::*;
+pub use kinds::*;
