@@ -1,0 +1,419 @@
+//! Facilities, users, patients, groups and memberships.
+
+use crate::db::{DbConn, now_ms};
+use crate::error::StoreError;
+use crate::models::*;
+use crate::schema::*;
+use diesel::prelude::*;
+use kizuna_domain::*;
+
+/// A new user account.
+#[derive(Clone)]
+pub struct NewUser<'a> {
+    /// Login name (unique).
+    pub login: &'a str,
+    /// Display name.
+    pub display_name: &'a str,
+    /// Kind.
+    pub kind: UserKind,
+    /// Profession (staff).
+    pub profession: Option<Profession>,
+    /// Facility (staff, patients).
+    pub facility_id: Option<FacilityId>,
+    /// Role in the facility (staff).
+    pub facility_role: Option<FacilityRole>,
+    /// argon2id PHC string.
+    pub password_hash: &'a str,
+}
+
+impl std::fmt::Debug for NewUser<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("kind", &self.kind)
+            .field("facility_id", &self.facility_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates a facility.
+pub fn create_facility(conn: &mut DbConn, name: &str) -> Result<FacilityRow, StoreError> {
+    Ok(diesel::insert_into(facilities::table)
+        .values((
+            facilities::name.eq(name),
+            facilities::created_at.eq(now_ms()),
+        ))
+        .returning(facilities::all_columns)
+        .get_result(conn)?)
+}
+
+/// Looks up a facility.
+pub fn facility(conn: &mut DbConn, id: FacilityId) -> Result<FacilityRow, StoreError> {
+    Ok(facilities::table.find(id.get()).first(conn)?)
+}
+
+/// All facilities, by id.
+pub fn facilities(conn: &mut DbConn) -> Result<Vec<FacilityRow>, StoreError> {
+    Ok(facilities::table.order(facilities::id).load(conn)?)
+}
+
+/// Creates a user; `Conflict` when the login is taken.
+pub fn create_user(conn: &mut DbConn, new: &NewUser<'_>) -> Result<UserRow, StoreError> {
+    let now = now_ms();
+    diesel::insert_into(users::table)
+        .values((
+            users::login.eq(new.login),
+            users::display_name.eq(new.display_name),
+            users::kind.eq(new.kind.as_str()),
+            users::profession.eq(new.profession.map(|p| p.as_str())),
+            users::facility_id.eq(new.facility_id.map(FacilityId::get)),
+            users::facility_role.eq(new.facility_role.map(|r| r.as_str())),
+            users::status.eq(UserStatus::Active.as_str()),
+            users::password_hash.eq(new.password_hash),
+            users::created_at.eq(now),
+            users::updated_at.eq(now),
+        ))
+        .returning(users::all_columns)
+        .get_result(conn)
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::Conflict("login taken"),
+            other => other,
+        })
+}
+
+/// A user by login.
+pub fn user_by_login(conn: &mut DbConn, login: &str) -> Result<Option<UserRow>, StoreError> {
+    Ok(users::table
+        .filter(users::login.eq(login))
+        .first(conn)
+        .optional()?)
+}
+
+/// A user by id.
+pub fn user(conn: &mut DbConn, id: UserId) -> Result<UserRow, StoreError> {
+    Ok(users::table.find(id.get()).first(conn)?)
+}
+
+/// Sets a user's status.
+pub fn set_user_status(
+    conn: &mut DbConn,
+    id: UserId,
+    status: UserStatus,
+) -> Result<(), StoreError> {
+    let n = diesel::update(users::table.find(id.get()))
+        .set((
+            users::status.eq(status.as_str()),
+            users::updated_at.eq(now_ms()),
+        ))
+        .execute(conn)?;
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+/// Replaces a user's password hash.
+pub fn set_password_hash(conn: &mut DbConn, id: UserId, hash: &str) -> Result<(), StoreError> {
+    let n = diesel::update(users::table.find(id.get()))
+        .set((
+            users::password_hash.eq(hash),
+            users::updated_at.eq(now_ms()),
+        ))
+        .execute(conn)?;
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+/// Number of user accounts of a kind.
+pub fn count_users_of_kind(conn: &mut DbConn, kind: UserKind) -> Result<i64, StoreError> {
+    Ok(users::table
+        .filter(users::kind.eq(kind.as_str()))
+        .count()
+        .get_result(conn)?)
+}
+
+/// A group with its timelines.
+#[derive(Debug, Clone)]
+pub struct GroupWithTimelines {
+    /// The group.
+    pub group: GroupRow,
+    /// Its timelines, in [`TimelineKind::for_group`] order.
+    pub timelines: Vec<TimelineRow>,
+    /// The patient, for a patient group.
+    pub patient: Option<PatientRow>,
+}
+
+fn insert_group(
+    conn: &mut DbConn,
+    kind: GroupKind,
+    name: &str,
+    owner_facility: Option<FacilityId>,
+    patient_id: Option<i64>,
+    created_by: UserId,
+) -> Result<(GroupRow, Vec<TimelineRow>), StoreError> {
+    let now = now_ms();
+    let group: GroupRow = diesel::insert_into(care_groups::table)
+        .values((
+            care_groups::kind.eq(kind.as_str()),
+            care_groups::name.eq(name),
+            care_groups::owner_facility_id.eq(owner_facility.map(FacilityId::get)),
+            care_groups::patient_id.eq(patient_id),
+            care_groups::created_by.eq(created_by.get()),
+            care_groups::created_at.eq(now),
+        ))
+        .returning(care_groups::all_columns)
+        .get_result(conn)?;
+    let mut timelines = Vec::new();
+    for tk in TimelineKind::for_group(kind) {
+        let t: TimelineRow = diesel::insert_into(timelines::table)
+            .values((
+                timelines::group_id.eq(group.id),
+                timelines::kind.eq(tk.as_str()),
+                timelines::last_seq.eq(0i64),
+            ))
+            .returning(timelines::all_columns)
+            .get_result(conn)?;
+        timelines.push(t);
+    }
+    Ok((group, timelines))
+}
+
+/// Creates a free group or community; the creator becomes its owner.
+pub fn create_group(
+    conn: &mut DbConn,
+    kind: GroupKind,
+    name: &str,
+    owner_facility: Option<FacilityId>,
+    created_by: UserId,
+) -> Result<GroupWithTimelines, StoreError> {
+    conn.transaction(|conn| {
+        let (group, timelines) = insert_group(conn, kind, name, owner_facility, None, created_by)?;
+        insert_member(
+            conn,
+            GroupId(group.id),
+            created_by,
+            GroupRole::Owner,
+            Visibility::All,
+        )?;
+        Ok(GroupWithTimelines {
+            group,
+            timelines,
+            patient: None,
+        })
+    })
+}
+
+/// Registers a patient and creates their patient group (team + family
+/// timelines). When `owner` is given, that user becomes the group's owner.
+pub fn create_patient_group(
+    conn: &mut DbConn,
+    facility_id: FacilityId,
+    patient_name: &str,
+    created_by: UserId,
+    owner: Option<UserId>,
+) -> Result<GroupWithTimelines, StoreError> {
+    conn.transaction(|conn| {
+        let patient: PatientRow = diesel::insert_into(patients::table)
+            .values((
+                patients::facility_id.eq(facility_id.get()),
+                patients::display_name.eq(patient_name),
+                patients::created_by.eq(created_by.get()),
+                patients::created_at.eq(now_ms()),
+            ))
+            .returning(patients::all_columns)
+            .get_result(conn)?;
+        let (group, timelines) = insert_group(
+            conn,
+            GroupKind::Patient,
+            patient_name,
+            Some(facility_id),
+            Some(patient.id),
+            created_by,
+        )?;
+        if let Some(owner) = owner {
+            insert_member(
+                conn,
+                GroupId(group.id),
+                owner,
+                GroupRole::Owner,
+                Visibility::All,
+            )?;
+        }
+        Ok(GroupWithTimelines {
+            group,
+            timelines,
+            patient: Some(patient),
+        })
+    })
+}
+
+fn insert_member(
+    conn: &mut DbConn,
+    group: GroupId,
+    user: UserId,
+    role: GroupRole,
+    visibility: Visibility,
+) -> Result<MemberRow, StoreError> {
+    diesel::insert_into(group_members::table)
+        .values((
+            group_members::group_id.eq(group.get()),
+            group_members::user_id.eq(user.get()),
+            group_members::role.eq(role.as_str()),
+            group_members::visibility.eq(visibility.as_str()),
+            group_members::joined_at.eq(now_ms()),
+        ))
+        .returning(group_members::all_columns)
+        .get_result(conn)
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::Conflict("already a member"),
+            other => other,
+        })
+}
+
+/// Adds a member; `Conflict` when already one.
+pub fn add_member(
+    conn: &mut DbConn,
+    group: GroupId,
+    user: UserId,
+    role: GroupRole,
+    visibility: Visibility,
+) -> Result<MemberRow, StoreError> {
+    insert_member(conn, group, user, role, visibility)
+}
+
+/// Removes a member; `NotFound` when not one.
+pub fn remove_member(conn: &mut DbConn, group: GroupId, user: UserId) -> Result<(), StoreError> {
+    let n = diesel::delete(group_members::table.find((group.get(), user.get()))).execute(conn)?;
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+/// A group by id.
+pub fn group(conn: &mut DbConn, id: GroupId) -> Result<GroupRow, StoreError> {
+    Ok(care_groups::table.find(id.get()).first(conn)?)
+}
+
+/// A group's timelines.
+pub fn group_timelines(conn: &mut DbConn, id: GroupId) -> Result<Vec<TimelineRow>, StoreError> {
+    Ok(timelines::table
+        .filter(timelines::group_id.eq(id.get()))
+        .order(timelines::id)
+        .load(conn)?)
+}
+
+/// A user's membership in a group.
+pub fn membership(
+    conn: &mut DbConn,
+    group: GroupId,
+    user: UserId,
+) -> Result<Option<MemberRow>, StoreError> {
+    Ok(group_members::table
+        .find((group.get(), user.get()))
+        .first(conn)
+        .optional()?)
+}
+
+/// A group's members with their author view, by join time.
+pub fn members(
+    conn: &mut DbConn,
+    group: GroupId,
+) -> Result<Vec<(MemberRow, AuthorRow)>, StoreError> {
+    Ok(group_members::table
+        .inner_join(users::table)
+        .filter(group_members::group_id.eq(group.get()))
+        .order(group_members::joined_at)
+        .select((group_members::all_columns, AUTHOR_COLUMNS))
+        .load(conn)?)
+}
+
+/// Everything access control needs about a timeline and one user.
+#[derive(Debug, Clone)]
+pub struct TimelineContext {
+    /// The timeline.
+    pub timeline: TimelineRow,
+    /// Its group.
+    pub group: GroupRow,
+    /// The user's membership, if any.
+    pub membership: Option<MemberRow>,
+}
+
+/// Loads a timeline, its group and the user's membership; `None` when the
+/// timeline does not exist.
+pub fn timeline_context(
+    conn: &mut DbConn,
+    timeline: TimelineId,
+    user: UserId,
+) -> Result<Option<TimelineContext>, StoreError> {
+    let found: Option<(TimelineRow, GroupRow)> = timelines::table
+        .inner_join(care_groups::table)
+        .filter(timelines::id.eq(timeline.get()))
+        .select((timelines::all_columns, care_groups::all_columns))
+        .first(conn)
+        .optional()?;
+    let Some((timeline, group)) = found else {
+        return Ok(None);
+    };
+    let membership = membership(conn, GroupId(group.id), user)?;
+    Ok(Some(TimelineContext {
+        timeline,
+        group,
+        membership,
+    }))
+}
+
+/// Every timeline of every group the user belongs to, with the user's
+/// membership and read marker (0 when none).
+pub fn timelines_of_user(
+    conn: &mut DbConn,
+    user: UserId,
+) -> Result<Vec<(TimelineRow, GroupRow, MemberRow, i64)>, StoreError> {
+    let rows: Vec<(TimelineRow, GroupRow, MemberRow)> = timelines::table
+        .inner_join(care_groups::table.inner_join(group_members::table))
+        .filter(group_members::user_id.eq(user.get()))
+        .order(timelines::id)
+        .select((
+            timelines::all_columns,
+            care_groups::all_columns,
+            group_members::all_columns,
+        ))
+        .load(conn)?;
+    let markers: Vec<(i64, i64)> = read_markers::table
+        .filter(read_markers::user_id.eq(user.get()))
+        .select((read_markers::timeline_id, read_markers::read_seq))
+        .load(conn)?;
+    let markers: std::collections::HashMap<i64, i64> = markers.into_iter().collect();
+    Ok(rows
+        .into_iter()
+        .map(|(t, g, m)| {
+            let read = markers.get(&t.id).copied().unwrap_or(0);
+            (t, g, m, read)
+        })
+        .collect())
+}
+
+/// A patient by id.
+pub fn patient(conn: &mut DbConn, id: PatientId) -> Result<PatientRow, StoreError> {
+    Ok(patients::table.find(id.get()).first(conn)?)
+}
+
+/// Links a patient's own account to their patient record.
+pub fn link_patient_account(
+    conn: &mut DbConn,
+    patient: PatientId,
+    user: UserId,
+) -> Result<(), StoreError> {
+    let n = diesel::update(patients::table.find(patient.get()))
+        .set(patients::user_id.eq(Some(user.get())))
+        .execute(conn)?;
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+//! Kizuna's store: the diesel schema, rows and queries, for SQLite (the
+//! embedded default) and PostgreSQL from one code base, with both migration
+//! sets embedded.
+//!
+//! Functions are synchronous and take a `&mut DbConn`; the service layer runs
+//! them on blocking threads. Errors and `Debug` output carry ids, never
+//! content.
+
+pub mod audit;
+pub mod db;
+pub mod directory;
+pub mod error;
+pub mod events;
+pub mod models;
+pub mod schema;
+pub mod sessions;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+
+pub use db::{Backend, Conn, DbConn, SqliteSync, Store, StoreOptions, now_ms};
+pub use error::StoreError;

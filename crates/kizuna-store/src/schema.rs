@@ -1,0 +1,178 @@
+//! Diesel table definitions, written to match `migrations/` (both backends).
+//! A test (`schema_matches_migrations`) checks every column exists.
+
+diesel::table! {
+    facilities (id) {
+        id -> BigInt,
+        name -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        login -> Text,
+        display_name -> Text,
+        kind -> Text,
+        profession -> Nullable<Text>,
+        facility_id -> Nullable<BigInt>,
+        facility_role -> Nullable<Text>,
+        status -> Text,
+        password_hash -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    patients (id) {
+        id -> BigInt,
+        facility_id -> BigInt,
+        display_name -> Text,
+        user_id -> Nullable<BigInt>,
+        created_by -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    care_groups (id) {
+        id -> BigInt,
+        kind -> Text,
+        name -> Text,
+        owner_facility_id -> Nullable<BigInt>,
+        patient_id -> Nullable<BigInt>,
+        created_by -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    timelines (id) {
+        id -> BigInt,
+        group_id -> BigInt,
+        kind -> Text,
+        last_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    group_members (group_id, user_id) {
+        group_id -> BigInt,
+        user_id -> BigInt,
+        role -> Text,
+        visibility -> Text,
+        joined_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> BigInt,
+        timeline_id -> BigInt,
+        seq -> BigInt,
+        kind -> Text,
+        author_id -> BigInt,
+        body -> Nullable<Text>,
+        target_seq -> Nullable<BigInt>,
+        client_msg_id -> Nullable<Text>,
+        created_at -> BigInt,
+        edited_at -> Nullable<BigInt>,
+        deleted_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    event_revisions (id) {
+        id -> BigInt,
+        event_id -> BigInt,
+        body -> Text,
+        replaced_at -> BigInt,
+        replaced_by_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    acks (timeline_id, target_seq, user_id) {
+        timeline_id -> BigInt,
+        target_seq -> BigInt,
+        user_id -> BigInt,
+        acked_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    read_markers (user_id, timeline_id) {
+        user_id -> BigInt,
+        timeline_id -> BigInt,
+        read_seq -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        refresh_hash -> Text,
+        previous_refresh_hash -> Nullable<Text>,
+        cert_thumbprint -> Nullable<Text>,
+        created_at -> BigInt,
+        refreshed_at -> BigInt,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        revoke_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> BigInt,
+        actor_user_id -> Nullable<BigInt>,
+        action -> Text,
+        outcome -> Text,
+        facility_id -> Nullable<BigInt>,
+        patient_id -> Nullable<BigInt>,
+        group_id -> Nullable<BigInt>,
+        timeline_id -> Nullable<BigInt>,
+        subject_user_id -> Nullable<BigInt>,
+        detail -> Nullable<Text>,
+        remote_addr -> Nullable<Text>,
+        cert_serial -> Nullable<Text>,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> BigInt,
+        last_hash -> Text,
+    }
+}
+
+diesel::joinable!(users -> facilities (facility_id));
+diesel::joinable!(timelines -> care_groups (group_id));
+diesel::joinable!(group_members -> care_groups (group_id));
+diesel::joinable!(group_members -> users (user_id));
+diesel::joinable!(events -> users (author_id));
+diesel::joinable!(events -> timelines (timeline_id));
+diesel::joinable!(acks -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    facilities,
+    users,
+    patients,
+    care_groups,
+    timelines,
+    group_members,
+    events,
+    event_revisions,
+    acks,
+    read_markers,
+    sessions,
+    audit_log,
+    audit_head,
+);

@@ -1,0 +1,13 @@
+DROP TABLE audit_head;
+DROP TABLE audit_log;
+DROP TABLE sessions;
+DROP TABLE read_markers;
+DROP TABLE acks;
+DROP TABLE event_revisions;
+DROP TABLE events;
+DROP TABLE group_members;
+DROP TABLE timelines;
+DROP TABLE care_groups;
+DROP TABLE patients;
+DROP TABLE users;
+DROP TABLE facilities;
