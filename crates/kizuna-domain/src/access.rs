@@ -182,7 +182,7 @@ pub fn decide(actor: &Actor, action: &Action) -> Decision {
             let Some(m) = group.membership else {
                 return Deny(Denial::NotVisible);
             };
-            if !may_take_part(actor.kind, group.kind) {
+            if !may_join(actor.kind, group.kind) {
                 return Deny(Denial::NotPermitted);
             }
             match m.role {
@@ -194,8 +194,10 @@ pub fn decide(actor: &Actor, action: &Action) -> Decision {
     }
 }
 
-/// Whether an account of this kind may take part in a group of this kind at all.
-fn may_take_part(user: UserKind, group: GroupKind) -> bool {
+/// Whether an account of this kind may take part in a group of this kind at all:
+/// patients and family only in patient groups, company accounts only in
+/// communities.
+pub fn may_join(user: UserKind, group: GroupKind) -> bool {
     match user {
         UserKind::Staff | UserKind::Operator => true,
         UserKind::Patient | UserKind::Family => group == GroupKind::Patient,
@@ -217,7 +219,7 @@ fn decide_timeline(
     if !TimelineKind::for_group(group.kind).contains(&timeline) {
         return Deny(Denial::NotVisible);
     }
-    if !may_take_part(actor.kind, group.kind) {
+    if !may_join(actor.kind, group.kind) {
         return Deny(Denial::NotVisible);
     }
     let sees = match visibility_for(actor.kind, m.visibility) {

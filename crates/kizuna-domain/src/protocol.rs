@@ -725,15 +725,11 @@ fn check_command(command: &ClientCommand) -> Result<(), (&'static str, String)> 
         ClientCommand::History(cmd::History {
             before_seq, limit, ..
         }) => {
-            if let Some(b) = before_seq {
-                if *b < 1 {
-                    return Err(("before_seq", "must be 1 or more".into()));
-                }
+            if before_seq.is_some_and(|b| b < 1) {
+                return Err(("before_seq", "must be 1 or more".into()));
             }
-            if let Some(l) = limit {
-                if *l == 0 || *l > MAX_HISTORY_LIMIT {
-                    return Err(("limit", format!("must be 1 to {MAX_HISTORY_LIMIT}")));
-                }
+            if limit.is_some_and(|l| l == 0 || l > MAX_HISTORY_LIMIT) {
+                return Err(("limit", format!("must be 1 to {MAX_HISTORY_LIMIT}")));
             }
         }
         ClientCommand::Timelines(_) | ClientCommand::Ping(_) => {}
