@@ -1,0 +1,27 @@
+//! REST routes under `/v1/`, plus health checks.
+
+mod admin;
+mod auth;
+mod health;
+
+use crate::error::ApiError;
+use actix_web::{HttpResponse, web};
+use kizuna_domain::protocol::ErrorCode;
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::live))
+        .route("/readyz", web::get().to(health::ready))
+        .service(
+            web::scope("/v1")
+                .route("/auth/login", web::post().to(auth::login))
+                .route("/auth/refresh", web::post().to(auth::refresh))
+                .route("/auth/logout", web::post().to(auth::logout))
+                .route("/me", web::get().to(auth::me))
+                .route("/timelines", web::get().to(auth::timelines))
+                .service(admin::scope()),
+        );
+}
+
+pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
+}

@@ -1,0 +1,382 @@
+//! Login, refresh, logout and authentication of requests.
+//!
+//! A login creates a session row and returns a short-lived access token plus a
+//! refresh token. The refresh token rotates on every use; presenting an old one
+//! again is treated as theft and ends the session on every device holding it.
+//! Every authenticated request re-reads the session and the user, so logout,
+//! session revocation and account deactivation act at once.
+
+pub mod password;
+pub mod tokens;
+
+use crate::Service;
+use crate::audit::record;
+use crate::error::{ServiceError, ServiceResult};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use kizuna_domain::access::Actor;
+use kizuna_domain::{SessionId, UserId, UserKind, UserStatus};
+use kizuna_realtime::{CloseReason, Selector};
+use kizuna_store::audit::AuditEntry;
+use kizuna_store::{directory, sessions};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The client certificate presented on the connection, once verified by TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// RFC 8705 thumbprint: base64url SHA-256 of the leaf's DER.
+    pub thumbprint: String,
+    /// Serial, lowercase hex.
+    pub serial: String,
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// Client address.
+    pub remote_addr: Option<String>,
+    /// The verified client certificate, when one was presented.
+    pub peer: Option<PeerIdentity>,
+}
+
+/// An authenticated user, as seen by the use cases.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user.
+    pub user_id: UserId,
+    /// The login session.
+    pub session_id: SessionId,
+    /// The access-control view of the user at authentication time.
+    pub actor: Actor,
+    /// Where the request came from.
+    pub ctx: RequestContext,
+}
+
+/// Who is calling an administrative use case.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    /// The `kizuna admin` command line, run by whoever holds the server's
+    /// database credentials; not subject to the access function (it could
+    /// edit the database directly) but audited as `via=cli`.
+    Cli,
+    /// An authenticated user; every action goes through the access function.
+    User(&'a Principal),
+}
+
+/// Login input.
+pub struct LoginRequest {
+    /// Login name.
+    pub login: String,
+    /// Password.
+    pub password: SecretString,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest").finish_non_exhaustive()
+    }
+}
+
+/// What login and refresh return.
+#[derive(Clone, Serialize)]
+pub struct Tokens {
+    /// JWT access token (`Authorization: Bearer …`, and the WebSocket upgrade).
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Access token lifetime, seconds.
+    pub expires_in: u64,
+    /// Refresh token (opaque, single use).
+    pub refresh_token: String,
+    /// Refresh token lifetime, seconds.
+    pub refresh_expires_in: u64,
+    /// The session.
+    pub session_id: SessionId,
+    /// The user.
+    pub user_id: UserId,
+    /// The user's kind.
+    pub user_kind: UserKind,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("session_id", &self.session_id)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn new_refresh_token() -> (String, String) {
+    let bytes: [u8; 32] = rand::random();
+    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let hash = hash_refresh(&token);
+    (token, hash)
+}
+
+fn hash_refresh(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn fail_entry(action: &'static str, subject: Option<i64>, reason: &str) -> AuditEntry {
+    AuditEntry {
+        action,
+        outcome: "failed",
+        subject_user_id: subject,
+        detail: Some(format!("reason={reason}")),
+        ..Default::default()
+    }
+}
+
+impl Service {
+    /// Checks login and password and starts a session.
+    pub async fn login(&self, req: LoginRequest, ctx: RequestContext) -> ServiceResult<Tokens> {
+        let svc = self.clone();
+        self.blocking(move |conn| {
+            let password = req.password.expose_secret();
+            let Some(user) = directory::user_by_login(conn, &req.login)? else {
+                password::verify_dummy(password);
+                record(conn, &ctx, fail_entry("auth.login", None, "unknown_login"))?;
+                return Err(ServiceError::InvalidCredentials);
+            };
+            if !password::verify(password, &user.password_hash) {
+                record(
+                    conn,
+                    &ctx,
+                    fail_entry("auth.login", Some(user.id), "bad_password"),
+                )?;
+                return Err(ServiceError::InvalidCredentials);
+            }
+            if user.status()? != UserStatus::Active {
+                record(
+                    conn,
+                    &ctx,
+                    fail_entry("auth.login", Some(user.id), "account_disabled"),
+                )?;
+                return Err(ServiceError::AccountDisabled);
+            }
+            let refresh_ttl = svc.inner.config.refresh_ttl_secs;
+            let (refresh, refresh_hash) = new_refresh_token();
+            let thumb = ctx.peer.as_ref().map(|p| p.thumbprint.as_str());
+            let expires_at = kizuna_store::now_ms() + (refresh_ttl as i64) * 1000;
+            let session =
+                sessions::create_session(conn, user.user_id(), &refresh_hash, thumb, expires_at)?;
+            let (access, _) = svc
+                .inner
+                .tokens
+                .issue(user.id, session.id, thumb, now_secs())
+                .map_err(ServiceError::Internal)?;
+            record(
+                conn,
+                &ctx,
+                AuditEntry {
+                    actor_user_id: Some(user.id),
+                    action: "auth.login",
+                    outcome: "ok",
+                    facility_id: user.facility_id,
+                    detail: Some(format!("session={}", session.id)),
+                    ..Default::default()
+                },
+            )?;
+            Ok(Tokens {
+                access_token: access,
+                token_type: "Bearer",
+                expires_in: svc.inner.tokens.settings().access_ttl_secs,
+                refresh_token: refresh,
+                refresh_expires_in: refresh_ttl,
+                session_id: SessionId(session.id),
+                user_id: user.user_id(),
+                user_kind: user.kind()?,
+            })
+        })
+        .await
+    }
+
+    /// Exchanges a refresh token for new tokens (the old refresh token dies).
+    pub async fn refresh(
+        &self,
+        refresh_token: SecretString,
+        ctx: RequestContext,
+    ) -> ServiceResult<Tokens> {
+        let svc = self.clone();
+        let (outcome, reused) = self
+            .blocking(move |conn| {
+                let presented = hash_refresh(refresh_token.expose_secret());
+                let (new_refresh, new_hash) = new_refresh_token();
+                let refresh_ttl = svc.inner.config.refresh_ttl_secs;
+                let expires_at = kizuna_store::now_ms() + (refresh_ttl as i64) * 1000;
+                match sessions::rotate_refresh(conn, &presented, &new_hash, expires_at)? {
+                    sessions::Rotation::Rotated(session) => {
+                        let bound = session.cert_thumbprint.as_deref();
+                        if !thumbprints_match(bound, ctx.peer.as_ref()) {
+                            sessions::revoke_session(
+                                conn,
+                                SessionId(session.id),
+                                "refresh_certificate_mismatch",
+                            )?;
+                            record(
+                                conn,
+                                &ctx,
+                                fail_entry(
+                                    "auth.refresh",
+                                    Some(session.user_id),
+                                    "certificate_mismatch",
+                                ),
+                            )?;
+                            return Ok((
+                                Err(ServiceError::Unauthorized(
+                                    "certificate does not match the session",
+                                )),
+                                Some(session.id),
+                            ));
+                        }
+                        let user = directory::user(conn, UserId(session.user_id))?;
+                        if user.status()? != UserStatus::Active {
+                            return Ok((Err(ServiceError::AccountDisabled), None));
+                        }
+                        let (access, _) = svc
+                            .inner
+                            .tokens
+                            .issue(user.id, session.id, bound, now_secs())
+                            .map_err(ServiceError::Internal)?;
+                        Ok((
+                            Ok(Tokens {
+                                access_token: access,
+                                token_type: "Bearer",
+                                expires_in: svc.inner.tokens.settings().access_ttl_secs,
+                                refresh_token: new_refresh,
+                                refresh_expires_in: refresh_ttl,
+                                session_id: SessionId(session.id),
+                                user_id: user.user_id(),
+                                user_kind: user.kind()?,
+                            }),
+                            None,
+                        ))
+                    }
+                    sessions::Rotation::Reused(session) => {
+                        record(
+                            conn,
+                            &ctx,
+                            fail_entry("auth.refresh", Some(session.user_id), "refresh_reuse"),
+                        )?;
+                        Ok((
+                            Err(ServiceError::Unauthorized(
+                                "refresh token was already used; session ended",
+                            )),
+                            Some(session.id),
+                        ))
+                    }
+                    sessions::Rotation::Ended(_) => {
+                        Ok((Err(ServiceError::Unauthorized("session ended")), None))
+                    }
+                    sessions::Rotation::Unknown => Ok((
+                        Err(ServiceError::Unauthorized("unknown refresh token")),
+                        None,
+                    )),
+                }
+            })
+            .await?;
+        if let Some(sid) = reused {
+            self.close_connections(Selector::Session(SessionId(sid)), CloseReason::SessionEnded)
+                .await;
+        }
+        outcome
+    }
+
+    /// Ends the caller's session and closes its live connections.
+    pub async fn logout(&self, p: &Principal) -> ServiceResult<()> {
+        let (sid, uid, ctx) = (p.session_id, p.user_id, p.ctx.clone());
+        self.blocking(move |conn| {
+            sessions::revoke_session(conn, sid, "logout")?;
+            record(
+                conn,
+                &ctx,
+                AuditEntry {
+                    actor_user_id: Some(uid.get()),
+                    action: "auth.logout",
+                    outcome: "ok",
+                    detail: Some(format!("session={sid}")),
+                    ..Default::default()
+                },
+            )
+        })
+        .await?;
+        self.close_connections(Selector::Session(sid), CloseReason::SessionEnded)
+            .await;
+        Ok(())
+    }
+
+    /// Authenticates a request: token signature and claims, the certificate
+    /// binding, the session and the account, all checked now.
+    pub async fn authenticate(
+        &self,
+        access_token: &str,
+        ctx: RequestContext,
+    ) -> ServiceResult<Principal> {
+        let claims = self
+            .inner
+            .tokens
+            .verify(access_token)
+            .map_err(|e| match e {
+                tokens::TokenError::Expired => ServiceError::TokenExpired,
+                _ => ServiceError::Unauthorized("invalid access token"),
+            })?;
+        let bound = claims.cnf.as_ref().map(|c| c.x5t_s256.as_str());
+        if bound.is_some() && !thumbprints_match(bound, ctx.peer.as_ref()) {
+            return Err(ServiceError::Unauthorized(
+                "token is bound to another certificate",
+            ));
+        }
+        let user_id: i64 = claims
+            .sub
+            .parse()
+            .map_err(|_| ServiceError::Unauthorized("invalid access token"))?;
+        let session_id = SessionId(claims.sid);
+        self.blocking(move |conn| {
+            let session = sessions::session(conn, session_id)
+                .map_err(|_| ServiceError::Unauthorized("session ended"))?;
+            if session.user_id != user_id
+                || session.revoked_at.is_some()
+                || session.expires_at <= kizuna_store::now_ms()
+            {
+                return Err(ServiceError::Unauthorized("session ended"));
+            }
+            let user = directory::user(conn, UserId(user_id))
+                .map_err(|_| ServiceError::Unauthorized("session ended"))?;
+            let actor = user.actor()?;
+            if actor.status != UserStatus::Active {
+                return Err(ServiceError::AccountDisabled);
+            }
+            Ok(Principal {
+                user_id: UserId(user_id),
+                session_id,
+                actor,
+                ctx,
+            })
+        })
+        .await
+    }
+}
+
+/// Whether the certificate on the connection matches a binding. No binding
+/// matches anything; a binding needs a certificate with the same thumbprint,
+/// compared in constant time.
+pub fn thumbprints_match(bound: Option<&str>, peer: Option<&PeerIdentity>) -> bool {
+    match (bound, peer) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(b), Some(p)) => {
+            b.len() == p.thumbprint.len() && bool::from(b.as_bytes().ct_eq(p.thumbprint.as_bytes()))
+        }
+    }
+}

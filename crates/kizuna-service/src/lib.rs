@@ -1,0 +1,137 @@
+//! Kizuna's use cases, shared by REST, WebSocket and CLI: transactions,
+//! authorization (always through `kizuna_domain::access::decide`), audit, tokens
+//! and publish-after-commit. No actix here.
+//!
+//! Store calls are synchronous diesel; [`Service::blocking`] runs them on
+//! tokio's blocking pool so async callers never stall a runtime thread.
+
+pub mod admin;
+mod audit;
+pub mod auth;
+pub mod error;
+pub mod timeline;
+
+pub use auth::{Caller, LoginRequest, PeerIdentity, Principal, RequestContext, Tokens};
+pub use error::{ServiceError, ServiceResult};
+
+use kizuna_realtime::{Bus, BusMessage, Hub, Selector};
+use kizuna_store::{DbConn, Store};
+use std::sync::Arc;
+
+/// Settings of the use-case layer.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Refresh token (session) lifetime, seconds; each refresh extends it.
+    pub refresh_ttl_secs: u64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            refresh_ttl_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+/// The use-case layer. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    bus: Bus,
+    tokens: auth::tokens::TokenKeys,
+    config: ServiceConfig,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("store", &self.inner.store)
+            .field("tokens", &self.inner.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Assembles the service.
+    pub fn new(
+        store: Store,
+        bus: Bus,
+        tokens: auth::tokens::TokenKeys,
+        config: ServiceConfig,
+    ) -> Service {
+        Service {
+            inner: Arc::new(Inner {
+                store,
+                bus,
+                tokens,
+                config,
+            }),
+        }
+    }
+
+    /// The local fan-out hub (WebSocket connections register here).
+    pub fn hub(&self) -> &Hub {
+        self.inner.bus.hub()
+    }
+
+    /// The bus.
+    pub fn bus(&self) -> &Bus {
+        &self.inner.bus
+    }
+
+    /// The store (for health checks and the CLI).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Token keys and settings.
+    pub fn tokens(&self) -> &auth::tokens::TokenKeys {
+        &self.inner.tokens
+    }
+
+    /// Runs store work on the blocking pool with a pooled connection.
+    pub async fn blocking<T, F>(&self, f: F) -> ServiceResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> ServiceResult<T> + Send + 'static,
+    {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = store.conn()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// Whether the database answers.
+    pub async fn ready(&self) -> ServiceResult<()> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.ping())
+            .await
+            .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))
+    }
+
+    /// Tells every node to close matching live connections.
+    pub(crate) async fn close_connections(
+        &self,
+        selector: Selector,
+        reason: kizuna_realtime::CloseReason,
+    ) {
+        if let Err(e) = self
+            .inner
+            .bus
+            .publish(BusMessage::Close { selector, reason })
+            .await
+        {
+            // The session rows are already revoked; sockets that stay open are
+            // refused on their next command. Still an operator-visible problem.
+            tracing::error!(error = %e, "could not publish a close message on the bus");
+        }
+    }
+}

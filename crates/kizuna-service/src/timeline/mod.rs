@@ -1,0 +1,67 @@
+//! Timeline use cases: posting, editing, deleting, 了解, read markers,
+//! history, catch-up and the list of one's timelines.
+//!
+//! Every operation first loads the caller's current account and the timeline's
+//! group and membership, and asks `kizuna_domain::access::decide`. Writes are
+//! committed before anything is published: the caller's `ok` and other
+//! clients' `event` frames both come after the commit.
+
+mod read;
+mod write;
+
+pub use read::CatchUp;
+pub use write::Stored;
+
+use crate::auth::Principal;
+use crate::error::{ServiceError, ServiceResult};
+use kizuna_domain::access::{Action, Decision, GroupFacts, TimelineOp, decide};
+use kizuna_domain::{FacilityId, TimelineId, UserId};
+use kizuna_store::DbConn;
+use kizuna_store::directory::{self, TimelineContext};
+use kizuna_store::models::UserRow;
+
+/// What an authorized timeline operation works with.
+pub(crate) struct Authorized {
+    pub(crate) user: UserRow,
+    pub(crate) ctx: TimelineContext,
+}
+
+impl Authorized {
+    pub(crate) fn is_patient_group(&self) -> bool {
+        self.ctx.group.patient_id.is_some()
+    }
+}
+
+/// Loads the facts and asks the access function. `author` is the author of the
+/// targeted post, for edit and delete.
+pub(crate) fn authorize(
+    conn: &mut DbConn,
+    p: &Principal,
+    timeline: TimelineId,
+    op: TimelineOp,
+    author: Option<UserId>,
+) -> ServiceResult<Authorized> {
+    let user = directory::user(conn, p.user_id)?;
+    let actor = user.actor()?;
+    let ctx =
+        directory::timeline_context(conn, timeline, p.user_id)?.ok_or(ServiceError::NotFound)?;
+    let facts = GroupFacts {
+        kind: ctx.group.kind()?,
+        owner_facility: ctx.group.owner_facility_id.map(FacilityId),
+        membership: ctx
+            .membership
+            .as_ref()
+            .map(|m| m.membership())
+            .transpose()?,
+    };
+    let action = Action::Timeline {
+        op,
+        timeline: ctx.timeline.kind()?,
+        group: facts,
+        author,
+    };
+    match decide(&actor, &action) {
+        Decision::Allow => Ok(Authorized { user, ctx }),
+        Decision::Deny(d) => Err(d.into()),
+    }
+}

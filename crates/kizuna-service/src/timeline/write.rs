@@ -1,0 +1,205 @@
+//! Post, edit, delete, 了解 and read markers.
+
+use super::authorize;
+use crate::Service;
+use crate::auth::Principal;
+use crate::error::{ServiceError, ServiceResult};
+use kizuna_domain::access::TimelineOp;
+use kizuna_domain::protocol::{Acknowledgement, Event, ServerFrame, cmd};
+use kizuna_domain::{Seq, TimelineId, UserId};
+use kizuna_realtime::BusMessage;
+use kizuna_store::events::{self, Appended, NewPost};
+use kizuna_store::models::{AuthorRow, EventRow};
+
+/// A stored event, as answered to its author.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The event (with the author's `client_msg_id`).
+    pub event: Event,
+    /// True when a retried post matched an earlier one.
+    pub duplicate: bool,
+}
+
+fn author_row(u: &kizuna_store::models::UserRow) -> AuthorRow {
+    AuthorRow {
+        id: u.id,
+        display_name: u.display_name.clone(),
+        kind: u.kind.clone(),
+        profession: u.profession.clone(),
+        facility_id: u.facility_id,
+    }
+}
+
+impl Service {
+    /// Posts a message. A retry with the same `client_msg_id` returns the stored
+    /// event (`duplicate: true`) and publishes nothing.
+    pub async fn post(&self, p: &Principal, c: cmd::Post) -> ServiceResult<Stored> {
+        let principal = p.clone();
+        let (row, author, duplicate) = self
+            .blocking(move |conn| {
+                let auth = authorize(conn, &principal, c.timeline_id, TimelineOp::Post, None)?;
+                let appended = events::append_post(
+                    conn,
+                    NewPost {
+                        timeline_id: c.timeline_id,
+                        author_id: principal.user_id,
+                        client_msg_id: &c.client_msg_id,
+                        body: c.body.expose(),
+                    },
+                )?;
+                let author = author_row(&auth.user);
+                match appended {
+                    Appended::New(row) => Ok((row, author, false)),
+                    Appended::Duplicate(row) => {
+                        if row.timeline_id != c.timeline_id.get() || row.kind != "post" {
+                            return Err(ServiceError::Conflict(
+                                "client_msg_id was used for another post",
+                            ));
+                        }
+                        Ok((row, author, true))
+                    }
+                }
+            })
+            .await?;
+        let count = if duplicate {
+            let (tl, seq) = (TimelineId(row.timeline_id), row.seq);
+            self.blocking(move |conn| {
+                Ok(events::ack_counts(conn, tl, &[seq])?
+                    .get(&seq)
+                    .copied()
+                    .unwrap_or(0))
+            })
+            .await?
+        } else {
+            0
+        };
+        let event = row.to_event(&author, count, Some(p.user_id))?;
+        if !duplicate {
+            self.publish_event(&row, &author).await;
+        }
+        Ok(Stored { event, duplicate })
+    }
+
+    /// Edits one's own post; appends an `edit` event.
+    pub async fn edit(&self, p: &Principal, c: cmd::Edit) -> ServiceResult<Stored> {
+        self.change(p, c.timeline_id, c.target_seq, Some(c.body.into_inner()))
+            .await
+    }
+
+    /// Deletes a post (author, or group owner/moderator); appends a tombstone.
+    pub async fn delete(&self, p: &Principal, c: cmd::Delete) -> ServiceResult<Stored> {
+        self.change(p, c.timeline_id, c.target_seq, None).await
+    }
+
+    async fn change(
+        &self,
+        p: &Principal,
+        timeline: TimelineId,
+        target: Seq,
+        body: Option<String>,
+    ) -> ServiceResult<Stored> {
+        let principal = p.clone();
+        let (row, author) = self
+            .blocking(move |conn| {
+                let target_row = events::event_at(conn, timeline, target)?;
+                let target_author = target_row.as_ref().map(|r| UserId(r.author_id));
+                let op = if body.is_some() {
+                    TimelineOp::Edit
+                } else {
+                    TimelineOp::Delete
+                };
+                let auth = authorize(conn, &principal, timeline, op, target_author)?;
+                match target_row {
+                    Some(r) if r.kind == "post" => {}
+                    _ => return Err(ServiceError::NotFound),
+                }
+                let row = match &body {
+                    Some(b) => events::edit_post(conn, timeline, target, principal.user_id, b)?,
+                    None => events::delete_post(conn, timeline, target, principal.user_id)?,
+                };
+                Ok((row, author_row(&auth.user)))
+            })
+            .await?;
+        let event = row.to_event(&author, 0, Some(p.user_id))?;
+        self.publish_event(&row, &author).await;
+        Ok(Stored {
+            event,
+            duplicate: false,
+        })
+    }
+
+    /// 了解: acknowledges a post. Subscribers get an `ack` frame the first time.
+    pub async fn ack(&self, p: &Principal, c: cmd::Ack) -> ServiceResult<Acknowledgement> {
+        let principal = p.clone();
+        let (ack, new) = self
+            .blocking(move |conn| {
+                let auth = authorize(conn, &principal, c.timeline_id, TimelineOp::Ack, None)?;
+                let (row, new) = events::ack(conn, c.timeline_id, c.target_seq, principal.user_id)?;
+                let ack = Acknowledgement {
+                    timeline_id: c.timeline_id,
+                    target_seq: c.target_seq,
+                    user: author_row(&auth.user).author()?,
+                    acked_at: row.acked_at,
+                };
+                Ok((ack, new))
+            })
+            .await?;
+        if new {
+            match serde_json::to_string(&ServerFrame::Ack { ack: ack.clone() }) {
+                Ok(frame) => {
+                    let msg = BusMessage::Notice {
+                        timeline: ack.timeline_id,
+                        frame: frame.into(),
+                    };
+                    if let Err(e) = self.bus().publish(msg).await {
+                        tracing::warn!(error = %e, timeline = %ack.timeline_id, "ack notice not published");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "ack frame did not serialize"),
+            }
+        }
+        Ok(ack)
+    }
+
+    /// Moves the caller's read marker forward; returns the stored marker.
+    pub async fn mark_read(&self, p: &Principal, c: cmd::Read) -> ServiceResult<Seq> {
+        let principal = p.clone();
+        self.blocking(move |conn| {
+            authorize(conn, &principal, c.timeline_id, TimelineOp::MarkRead, None)?;
+            Ok(events::mark_read(
+                conn,
+                principal.user_id,
+                c.timeline_id,
+                c.seq,
+            )?)
+        })
+        .await
+    }
+
+    /// Serializes an event once and publishes it to every node. The event is
+    /// already committed; a publish failure loses no data (clients catch up).
+    async fn publish_event(&self, row: &EventRow, author: &AuthorRow) {
+        let event = match row.to_event(author, 0, None) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "stored event did not convert");
+                return;
+            }
+        };
+        let frame = match serde_json::to_string(&ServerFrame::Event { event }) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "event frame did not serialize");
+                return;
+            }
+        };
+        let msg = BusMessage::Event {
+            timeline: TimelineId(row.timeline_id),
+            seq: row.seq,
+            frame: frame.into(),
+        };
+        if let Err(e) = self.bus().publish(msg).await {
+            tracing::warn!(error = %e, timeline = row.timeline_id, seq = row.seq, "event not published; subscribers will catch up");
+        }
+    }
+}

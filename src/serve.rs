@@ -1,0 +1,191 @@
+//! `kizuna serve`.
+
+use crate::settings::Settings;
+use anyhow::{Context, Result};
+use kizuna_realtime::{Bus, CloseReason, Hub, HubConfig, RedisBusConfig, Selector};
+use kizuna_service::auth::tokens::TokenKeys;
+use kizuna_service::{Service, ServiceConfig};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Flags of `kizuna serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Listen address (overrides `server.bind`); port 0 picks a free port.
+    #[arg(long)]
+    bind: Option<std::net::SocketAddr>,
+    /// Data directory (overrides `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Write the bound address (`host:port`) to this file once listening.
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+}
+
+/// Validity of the development server certificate, days.
+const DEV_CERT_DAYS: u32 = 90;
+
+/// Builds the shared service from settings (also used by `kizuna admin`).
+pub async fn build_service(settings: &Settings) -> Result<Service> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    let opts = settings.store_options();
+    let store = tokio::task::spawn_blocking(move || kizuna_store::Store::open(&opts))
+        .await?
+        .context("opening the database")?;
+    let hub = Hub::new(HubConfig {
+        queue_capacity: settings.realtime.queue_capacity,
+    });
+    let bus = if settings.realtime.redis_url.is_empty() {
+        Bus::in_process(hub)
+    } else {
+        let config = RedisBusConfig::new(settings.realtime.redis_url.clone())
+            .with_channel_prefix(settings.realtime.redis_channel_prefix.clone());
+        Bus::redis_with_config(config, hub)
+            .await
+            .context("connecting to Redis")?
+    };
+    let (tokens, created) =
+        TokenKeys::load_or_create(&settings.key_dir(), settings.token_settings())
+            .map_err(anyhow::Error::msg)
+            .context("loading token signing keys")?;
+    if created {
+        tracing::info!(dir = %settings.key_dir().display(), kid = tokens.kid(), "created a token signing key");
+    }
+    Ok(Service::new(
+        store,
+        bus,
+        tokens,
+        ServiceConfig {
+            refresh_ttl_secs: settings.tokens.refresh_ttl_secs,
+        },
+    ))
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The development TLS certificate: issued by the dev CA (created on first
+/// start) for localhost, 127.0.0.1 and ::1; re-issued when missing or within
+/// 30 days of expiry.
+fn dev_tls(settings: &Settings) -> Result<(String, String)> {
+    let (ca, created) = kizuna_ca::load_or_init_dev(settings.ca_dir()).context("development CA")?;
+    if created {
+        tracing::warn!(dir = %settings.ca_dir().display(), "created a DEVELOPMENT certificate authority; clients must trust root.pem in it");
+    }
+    let dir = settings.data_dir.join("tls");
+    std::fs::create_dir_all(&dir)?;
+    let chain_path = dir.join("server-chain.pem");
+    let key_path = dir.join("server-key.pem");
+    let fresh_until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64
+        + 30 * 86_400;
+    let expiry_path = dir.join("server-chain.not-after");
+    let stored_expiry = std::fs::read_to_string(&expiry_path)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok());
+    if let (Ok(chain), Ok(key), Some(not_after)) = (
+        std::fs::read_to_string(&chain_path),
+        std::fs::read_to_string(&key_path),
+        stored_expiry,
+    ) {
+        if not_after > fresh_until && !created {
+            return Ok((chain, key));
+        }
+    }
+    let ips = [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ];
+    let cert = ca
+        .issue_server_certificate(&settings.tls.dev_hostnames, &ips, DEV_CERT_DAYS)
+        .context("issuing the development server certificate")?;
+    std::fs::write(&chain_path, &cert.chain_pem)?;
+    write_private(&key_path, &cert.key_pem)?;
+    std::fs::write(&expiry_path, cert.not_after_unix.to_string())?;
+    tracing::warn!(chain = %chain_path.display(), "issued a DEVELOPMENT server certificate for {:?}, 127.0.0.1 and ::1", settings.tls.dev_hostnames);
+    Ok((cert.chain_pem.clone(), cert.key_pem.to_string()))
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(mut settings: Settings, args: ServeArgs) -> Result<()> {
+    if let Some(bind) = args.bind {
+        settings.server.bind = bind;
+    }
+    if let Some(dir) = args.data_dir {
+        settings.data_dir = dir;
+    }
+    let service = build_service(&settings).await?;
+    let (chain, key) = if settings.tls.cert_chain.is_empty() {
+        dev_tls(&settings)?
+    } else {
+        (
+            std::fs::read_to_string(&settings.tls.cert_chain).context("reading tls.cert_chain")?,
+            std::fs::read_to_string(&settings.tls.private_key)
+                .context("reading tls.private_key")?,
+        )
+    };
+    let tls = kizuna_server::tls::server_config(&chain, &key)?;
+    let app = kizuna_server::Application::build(settings.server_settings(), service.clone(), tls)
+        .with_context(|| format!("binding {}", settings.server.bind))?;
+    let addr = app.local_addr();
+    tracing::info!(%addr, backend = ?service.store().backend(), data_dir = %settings.data_dir.display(), "listening on https://{addr} (WebSocket: wss://{addr}/v1/ws)");
+    if let Some(path) = args.addr_file {
+        std::fs::write(&path, addr.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let handle = app.handle();
+    let hub = service.hub().clone();
+    let grace = settings.server.shutdown_grace_secs;
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!(
+            "shutting down: closing WebSockets with 1001 so clients reconnect elsewhere"
+        );
+        hub.close(&Selector::All, CloseReason::ServerShutdown);
+        tokio::time::sleep(Duration::from_millis(500).min(Duration::from_secs(grace))).await;
+        handle.stop(true).await;
+    });
+    app.run_until_stopped().await?;
+    service.bus().shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
