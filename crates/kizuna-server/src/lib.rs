@@ -7,7 +7,7 @@ pub mod error;
 mod extract;
 mod routes;
 pub mod tls;
-mod ws;
+pub(crate) mod ws;
 
 pub use error::ApiError;
 pub use extract::ConnInfo;
@@ -106,7 +106,6 @@ impl Application {
                         .error_handler(error::json_error),
                 )
                 .configure(routes::configure)
-                .route("/v1/ws", web::get().to(ws::upgrade))
                 .default_service(web::to(routes::not_found))
         })
         .on_connect(on_connect)

@@ -18,6 +18,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/auth/logout", web::post().to(auth::logout))
                 .route("/me", web::get().to(auth::me))
                 .route("/timelines", web::get().to(auth::timelines))
+                .route("/ws", web::get().to(crate::ws::upgrade))
                 .service(admin::scope()),
         );
 }

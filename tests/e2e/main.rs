@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `kizuna` binary on real SQLite (always) and
+//! PostgreSQL (when `KIZUNA_TEST_DATABASE_URL` is set), spoken to over real TLS
+//! and WebSocket by `kizuna-client`.
+
+mod auth;
+mod bad_input;
+mod durability;
+mod support;
+mod timelines;
