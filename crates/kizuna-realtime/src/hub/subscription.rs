@@ -109,18 +109,18 @@ impl Subscription {
         if state.suspended {
             return false;
         }
-        if let (Some(seq), Some(expected)) = (seq, state.next_seq) {
-            if seq < expected {
-                // Already delivered (a duplicate from the bus, or a local
-                // fallback delivery that also came back through Redis), or an
-                // event that arrived after a later one and that the
-                // connection already filled in from the store.
-                return false;
-            }
-            // A jump (seq > expected) is passed on: events of one timeline are
-            // published by whichever task or node committed them, so they may
-            // arrive out of order. The connection fills the gap from the store,
-            // where every published event is already committed.
+        // A repeated or older `seq` was already delivered (a duplicate from the
+        // bus, a local fallback delivery that also came back through Redis, or
+        // an event that arrived after a later one and that the connection
+        // already filled in from the store). A jump (seq > expected) is passed
+        // on: events of one timeline are published by whichever task or node
+        // committed them, so they may arrive out of order, and the connection
+        // fills the gap from the store, where every published event is
+        // already committed.
+        if let (Some(seq), Some(expected)) = (seq, state.next_seq)
+            && seq < expected
+        {
+            return false;
         }
         match self.tx.try_send(item()) {
             Ok(()) => {
