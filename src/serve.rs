@@ -104,10 +104,10 @@ fn dev_tls(settings: &Settings) -> Result<(String, String)> {
         std::fs::read_to_string(&chain_path),
         std::fs::read_to_string(&key_path),
         stored_expiry,
-    ) {
-        if not_after > fresh_until && !created {
-            return Ok((chain, key));
-        }
+    ) && not_after > fresh_until
+        && !created
+    {
+        return Ok((chain, key));
     }
     let ips = [
         IpAddr::V4(Ipv4Addr::LOCALHOST),

@@ -85,11 +85,11 @@ impl TestServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(text) = std::fs::read_to_string(&addr_file) {
-                if let Ok(addr) = text.trim().parse() {
-                    self.addr = addr;
-                    return;
-                }
+            if let Ok(text) = std::fs::read_to_string(&addr_file)
+                && let Ok(addr) = text.trim().parse()
+            {
+                self.addr = addr;
+                return;
             }
             if let Some(status) = self
                 .child

@@ -628,10 +628,8 @@ impl Service {
         self.blocking(move |conn| {
             let g = directory::group(conn, group)?;
             let is_self = caller.user == Some(user);
-            if !is_self {
-                if let Err(e) = allow_manage(conn, &caller, &g) {
-                    return denied(conn, &caller, "admin.remove_member", e);
-                }
+            if !is_self && let Err(e) = allow_manage(conn, &caller, &g) {
+                return denied(conn, &caller, "admin.remove_member", e);
             }
             directory::remove_member(conn, group, user)?;
             audit(

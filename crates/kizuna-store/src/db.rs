@@ -150,12 +150,12 @@ impl Store {
     pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
         let (backend, address) = Backend::parse(&options.url)?;
         if backend == Backend::Sqlite {
-            if let Some(dir) = std::path::Path::new(&address).parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        StoreError::Config(format!("cannot create database directory: {e}"))
-                    })?;
-                }
+            if let Some(dir) = std::path::Path::new(&address).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Config(format!("cannot create database directory: {e}"))
+                })?;
             }
             // WAL is a property of the database file: set it once, on one
             // connection, before the pool opens several.

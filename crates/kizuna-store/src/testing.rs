@@ -74,11 +74,11 @@ impl ScratchDb {
 
 impl Drop for ScratchDb {
     fn drop(&mut self) {
-        if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
-            if let Ok(mut admin) = PgConnection::establish(admin_url) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut admin);
-            }
+        if let Cleanup::Postgres { admin_url, name } = &self.cleanup
+            && let Ok(mut admin) = PgConnection::establish(admin_url)
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin);
         }
     }
 }
@@ -104,10 +104,10 @@ fn replace_database(url: &str, name: &str) -> String {
 /// when `KIZUNA_TEST_DATABASE_URL` is set.
 pub fn scratch_databases() -> Vec<ScratchDb> {
     let mut dbs = vec![ScratchDb::sqlite()];
-    if let Ok(url) = std::env::var(DATABASE_URL_ENV) {
-        if !url.is_empty() {
-            dbs.push(ScratchDb::postgres(&url));
-        }
+    if let Ok(url) = std::env::var(DATABASE_URL_ENV)
+        && !url.is_empty()
+    {
+        dbs.push(ScratchDb::postgres(&url));
     }
     dbs
 }

@@ -149,7 +149,10 @@ impl Socket {
                     if last_seen.elapsed() > timeout {
                         Err(Stop::Close(close_code::HEARTBEAT_TIMEOUT, "no frame or pong within the timeout".into()))
                     } else {
-                        self.session.ping(b"kizuna").await.map_err(Stop::from)
+                        match self.check_session().await {
+                            Ok(()) => self.session.ping(b"kizuna").await.map_err(Stop::from),
+                            Err(stop) => Err(stop),
+                        }
                     }
                 }
             };
@@ -157,6 +160,20 @@ impl Socket {
                 return stop;
             }
         }
+    }
+
+    /// Closes the socket when its session ended or its account was disabled
+    /// by something that did not reach this node's hub.
+    async fn check_session(&mut self) -> Result<(), Stop> {
+        let reason = match self.service.session_alive(&self.principal).await {
+            Ok(()) => return Ok(()),
+            Err(ServiceError::AccountDisabled) => kizuna_realtime::CloseReason::AccountDisabled,
+            Err(ServiceError::Unauthorized(_) | ServiceError::NotFound) => kizuna_realtime::CloseReason::SessionEnded,
+            // The database is briefly unavailable: keep the socket.
+            Err(_) => return Ok(()),
+        };
+        let _ = self.send(&ServerFrame::SessionEnded { reason: reason.code().to_owned() }).await;
+        Err(Stop::Close(close_for(reason), reason.code().to_owned()))
     }
 
     async fn on_client(

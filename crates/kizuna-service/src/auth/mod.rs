@@ -368,6 +368,27 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Re-checks that an authenticated principal's session is live and its
+    /// account active (long-lived WebSockets call this on every heartbeat, so
+    /// changes made by another process, such as `kizuna admin disable-user`,
+    /// also close sockets).
+    pub async fn session_alive(&self, p: &Principal) -> ServiceResult<()> {
+        let (sid, uid) = (p.session_id, p.user_id);
+        self.blocking(move |conn| {
+            let session = sessions::session(conn, sid)?;
+            if session.revoked_at.is_some() || session.expires_at <= kizuna_store::now_ms() {
+                return Err(ServiceError::Unauthorized("session ended"));
+            }
+            if directory::user(conn, uid)?.status()? != UserStatus::Active {
+                return Err(ServiceError::AccountDisabled);
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
 /// Whether the certificate on the connection matches a binding. No binding
 /// matches anything; a binding needs a certificate with the same thumbprint,
 /// compared in constant time.

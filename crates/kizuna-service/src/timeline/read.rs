@@ -61,24 +61,24 @@ fn authorize_read(
             Ok(a)
         }
         Err(e @ (ServiceError::NotFound | ServiceError::Forbidden(_))) => {
-            if let Some(ctx) = directory::timeline_context(conn, timeline, p.user_id)? {
-                if ctx.group.patient_id.is_some() {
-                    record(
-                        conn,
-                        &p.ctx,
-                        AuditEntry {
-                            actor_user_id: Some(p.user_id.get()),
-                            action: "timeline.read",
-                            outcome: "denied",
-                            facility_id: ctx.group.owner_facility_id,
-                            patient_id: ctx.group.patient_id,
-                            group_id: Some(ctx.group.id),
-                            timeline_id: Some(ctx.timeline.id),
-                            detail: Some(format!("via={via} code={}", e.code().as_str())),
-                            ..Default::default()
-                        },
-                    )?;
-                }
+            if let Some(ctx) = directory::timeline_context(conn, timeline, p.user_id)?
+                && ctx.group.patient_id.is_some()
+            {
+                record(
+                    conn,
+                    &p.ctx,
+                    AuditEntry {
+                        actor_user_id: Some(p.user_id.get()),
+                        action: "timeline.read",
+                        outcome: "denied",
+                        facility_id: ctx.group.owner_facility_id,
+                        patient_id: ctx.group.patient_id,
+                        group_id: Some(ctx.group.id),
+                        timeline_id: Some(ctx.timeline.id),
+                        detail: Some(format!("via={via} code={}", e.code().as_str())),
+                        ..Default::default()
+                    },
+                )?;
             }
             Err(e)
         }
