@@ -168,11 +168,17 @@ impl Socket {
         let reason = match self.service.session_alive(&self.principal).await {
             Ok(()) => return Ok(()),
             Err(ServiceError::AccountDisabled) => kizuna_realtime::CloseReason::AccountDisabled,
-            Err(ServiceError::Unauthorized(_) | ServiceError::NotFound) => kizuna_realtime::CloseReason::SessionEnded,
+            Err(ServiceError::Unauthorized(_) | ServiceError::NotFound) => {
+                kizuna_realtime::CloseReason::SessionEnded
+            }
             // The database is briefly unavailable: keep the socket.
             Err(_) => return Ok(()),
         };
-        let _ = self.send(&ServerFrame::SessionEnded { reason: reason.code().to_owned() }).await;
+        let _ = self
+            .send(&ServerFrame::SessionEnded {
+                reason: reason.code().to_owned(),
+            })
+            .await;
         Err(Stop::Close(close_for(reason), reason.code().to_owned()))
     }
 
