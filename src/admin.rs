@@ -21,6 +21,10 @@ pub enum AdminCommand {
         /// Facility name.
         #[arg(long)]
         name: String,
+        /// Let its staff log in with a password only (default: a client
+        /// certificate and a password).
+        #[arg(long)]
+        password_only: bool,
     },
     /// Create an account. The password is read from the environment variable
     /// named by --password-env (default KIZUNA_NEW_PASSWORD), or from stdin
@@ -159,9 +163,13 @@ pub async fn run(settings: Settings, cmd: AdminCommand) -> Result<()> {
         }
     };
     match cmd {
-        AdminCommand::CreateFacility { name: n } => {
-            print(&svc.create_facility(cli, name(n, "name")?).await?)?
-        }
+        AdminCommand::CreateFacility {
+            name: n,
+            password_only,
+        } => print(
+            &svc.create_facility(cli, name(n, "name")?, !password_only)
+                .await?,
+        )?,
         AdminCommand::CreateUser {
             login,
             name: n,

@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use kizuna_client::ClientError;
-use kizuna_domain::protocol::{ServerFrame, close_code};
+use kizuna_domain::protocol::{ErrorCode, ServerFrame, close_code};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -160,14 +160,18 @@ async fn patient_information_never_reaches_the_servers_log() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cli_administers_the_same_service() {
+async fn the_cli_administers_the_same_service_and_running_sockets_follow() {
     let db = kizuna_store::testing::ScratchDb::sqlite();
-    let w = World::new(&db).await;
-    let f = w
-        .server
-        .admin(&["create-facility", "--name", "Kaede Visiting Care"]);
+    let w = World::with_env(&db, &[("KIZUNA__SERVER__HEARTBEAT_SECS", "1")]).await;
+    let f = w.server.admin(&[
+        "create-facility",
+        "--name",
+        "Kaede Visiting Care",
+        "--password-only",
+    ]);
+    assert_eq!(f["require_client_cert"], false);
     let fid = f["id"].as_i64().unwrap().to_string();
-    w.server.admin(&[
+    let helper_args = [
         "create-user",
         "--login",
         "helper1",
@@ -175,11 +179,14 @@ async fn the_cli_administers_the_same_service() {
         "Helper One",
         "--kind",
         "staff",
-        "--facility",
-        &fid,
-        "--profession",
-        "care_worker",
-    ]);
+    ];
+    w.server.admin(
+        &[
+            &helper_args[..],
+            &["--facility", &fid, "--profession", "care_worker"],
+        ]
+        .concat(),
+    );
     let g = w.server.admin(&[
         "create-patient",
         "--facility",
@@ -194,29 +201,40 @@ async fn the_cli_administers_the_same_service() {
         .admin(&["add-member", "--group", &gid, "--user", "doctor"]);
     let shown = w.server.admin(&["show-group", "--group", &gid]);
     assert_eq!(shown["members"].as_array().unwrap().len(), 2);
-    let team = shown["timelines"][0]["timeline_id"].as_i64().unwrap();
+    let team = kizuna_domain::TimelineId(shown["timelines"][0]["timeline_id"].as_i64().unwrap());
     let helper = w.client.login("helper1", PASSWORD).await.unwrap();
     let mut ws = w.client.connect_ws(&helper.access_token).await.unwrap();
-    ws.post(
-        kizuna_domain::TimelineId(team),
-        "h1",
-        "Bathing assistance done",
-    )
-    .await
-    .unwrap();
-    let mut doctor = w.ws(&w.doctor).await;
-    let (events, _) = doctor
-        .subscribe(&[(kizuna_domain::TimelineId(team), 0)])
+    ws.post(team, "h1", "Bathing assistance done")
         .await
         .unwrap();
+    let mut doctor = w.ws(&w.doctor).await;
+    let (events, _) = doctor.subscribe(&[(team, 0)]).await.unwrap();
     assert_eq!(events.len(), 1);
+
+    // Removed from the group by another process: the doctor's socket stops
+    // that timeline at the next heartbeat, and re-subscribing is refused.
+    w.server
+        .admin(&["remove-member", "--group", &gid, "--user", "doctor"]);
+    let resynced = loop {
+        match doctor.next_frame(Duration::from_secs(5)).await.unwrap() {
+            ServerFrame::Resync { timeline_id, .. } => break timeline_id,
+            _ => continue,
+        }
+    };
+    assert_eq!(resynced, team);
+    let err = doctor.subscribe(&[(team, 1)]).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+
+    // Disabled from another process: the socket closes at the next heartbeat.
     w.server.admin(&["disable-user", "--user", "helper1"]);
-    assert_eq!(
-        w.client
-            .login("helper1", PASSWORD)
-            .await
-            .unwrap_err()
-            .code(),
-        Some(kizuna_domain::protocol::ErrorCode::AccountDisabled)
-    );
+    let code = loop {
+        match ws.next_frame(Duration::from_secs(5)).await {
+            Ok(_) => continue,
+            Err(ClientError::Closed { code, .. }) => break code,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(code, close_code::ACCOUNT_DISABLED);
+    let err = w.client.login("helper1", PASSWORD).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::AccountDisabled));
 }

@@ -249,13 +249,17 @@ impl World {
         let f1 = id(
             &post(
                 "/v1/admin/facilities",
-                json!({"name": "Sakura Home Nursing"}),
+                json!({"name": "Sakura Home Nursing", "require_client_cert": false}),
             )
             .await,
             "id",
         );
         let f2 = id(
-            &post("/v1/admin/facilities", json!({"name": "Momiji Pharmacy"})).await,
+            &post(
+                "/v1/admin/facilities",
+                json!({"name": "Momiji Pharmacy", "require_client_cert": false}),
+            )
+            .await,
             "id",
         );
         let staff = |login: &'static str, facility: i64, profession: &'static str| json!({"login": login, "display_name": login, "kind": "staff", "facility_id": facility, "profession": profession, "password": PASSWORD});

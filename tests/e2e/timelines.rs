@@ -204,9 +204,15 @@ async fn a_retried_post_returns_the_stored_event_and_is_delivered_once() {
             doctor.next_event(Duration::from_millis(300)).await,
             Err(ClientError::Timeout)
         ));
-        // The same key on another timeline is a conflict, not a silent success.
+        // The same key for other content, or on another timeline, is a
+        // conflict, not a silent success.
         let err = nurse
-            .post(w.free_main, "retry-me", "other")
+            .post(w.team, "retry-me", "Fever 39.0")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::Conflict));
+        let err = nurse
+            .post(w.free_main, "retry-me", "Fever 38.2")
             .await
             .unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::Conflict));
@@ -326,6 +332,24 @@ async fn authors_edit_and_delete_leaving_a_tombstone() {
                 .unwrap_err()
                 .code(),
             Some(ErrorCode::Conflict)
+        );
+        assert_eq!(
+            nurse
+                .edit(w.team, 999, "nothing there")
+                .await
+                .unwrap_err()
+                .code(),
+            Some(ErrorCode::NotFound)
+        );
+        assert_eq!(
+            doctor.delete(w.team, 999).await.unwrap_err().code(),
+            Some(ErrorCode::NotFound)
+        );
+        // A deleted post's text is gone from every event, the edits included.
+        let (hist, _) = doctor.history(w.team, None, None).await.unwrap();
+        assert!(
+            hist.iter().all(|e| e.body.is_none()),
+            "no event still shows the deleted text"
         );
     }
 }

@@ -97,6 +97,15 @@ pub enum AdminOp {
         /// Free or community (patient groups come with `CreatePatient`).
         kind: GroupKind,
     },
+    /// List every facility (service-wide view).
+    ListFacilities,
+    /// Disable or re-enable an account.
+    SetUserStatus {
+        /// The account's facility.
+        facility: Option<FacilityId>,
+        /// The account's kind.
+        kind: UserKind,
+    },
 }
 
 /// An action to decide on.
@@ -115,6 +124,13 @@ pub enum Action {
     },
     /// Add a member to a group, or change or remove one.
     ManageMembers {
+        /// The group.
+        group: GroupFacts,
+        /// True when the member concerned is the actor (leaving a group).
+        target_is_self: bool,
+    },
+    /// See a group's details and member list.
+    ViewGroup {
         /// The group.
         group: GroupFacts,
     },
@@ -175,7 +191,29 @@ pub fn decide(actor: &Actor, action: &Action) -> Decision {
             group,
             author,
         } => decide_timeline(actor, op, timeline, group, author),
-        Action::ManageMembers { group } => {
+        Action::ManageMembers {
+            group,
+            target_is_self,
+        } => {
+            if actor.kind == UserKind::Operator {
+                return Allow;
+            }
+            let Some(m) = group.membership else {
+                return Deny(Denial::NotVisible);
+            };
+            if target_is_self {
+                // Anyone may leave a group they are in.
+                return Allow;
+            }
+            if !may_join(actor.kind, group.kind) {
+                return Deny(Denial::NotPermitted);
+            }
+            match m.role {
+                GroupRole::Owner | GroupRole::Moderator => Allow,
+                GroupRole::Member => Deny(Denial::NotPermitted),
+            }
+        }
+        Action::ViewGroup { group } => {
             if actor.kind == UserKind::Operator {
                 return Allow;
             }
@@ -183,11 +221,13 @@ pub fn decide(actor: &Actor, action: &Action) -> Decision {
                 return Deny(Denial::NotVisible);
             };
             if !may_join(actor.kind, group.kind) {
-                return Deny(Denial::NotPermitted);
+                return Deny(Denial::NotVisible);
             }
-            match m.role {
-                GroupRole::Owner | GroupRole::Moderator => Allow,
-                GroupRole::Member => Deny(Denial::NotPermitted),
+            // The member list shows the team; family members see only their
+            // own timeline, not who is on the team.
+            match visibility_for(actor.kind, m.visibility) {
+                Visibility::All => Allow,
+                Visibility::FamilyOnly => Deny(Denial::NotPermitted),
             }
         }
         Action::Admin(op) => decide_admin(actor, op),
@@ -252,7 +292,7 @@ fn decide_timeline(
 
 fn decide_admin(actor: &Actor, op: AdminOp) -> Decision {
     use Decision::{Allow, Deny};
-    if actor.kind == UserKind::Operator {
+    if actor.kind == UserKind::Operator && !matches!(op, AdminOp::CreatePatient { .. }) {
         return Allow;
     }
     let is_facility_admin =
@@ -268,8 +308,19 @@ fn decide_admin(actor: &Actor, op: AdminOp) -> Decision {
             UserKind::Family => is_facility_admin && facility.is_none(),
             UserKind::Company | UserKind::Operator => false,
         },
+        // Patients are registered by the staff of the facility that cares for
+        // them (who then own the patient group), not by the operator.
         AdminOp::CreatePatient { facility } => {
             actor.kind == UserKind::Staff && actor.facility_id == Some(facility)
+        }
+        AdminOp::ListFacilities => false,
+        // A facility admin enables and disables the staff and patient accounts
+        // of their own facility; everything else is the operator's.
+        AdminOp::SetUserStatus { facility, kind } => {
+            is_facility_admin
+                && matches!(kind, UserKind::Staff | UserKind::Patient)
+                && facility.is_some()
+                && facility == actor.facility_id
         }
         AdminOp::CreateGroup { kind } => {
             actor.kind == UserKind::Staff && matches!(kind, GroupKind::Free | GroupKind::Community)

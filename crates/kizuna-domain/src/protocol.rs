@@ -468,13 +468,14 @@ pub enum ErrorCode {
     InvalidField,
     /// A post or edit body is empty, too long or has control characters.
     InvalidBody,
-    /// Too many timelines in one subscription or on one connection.
+    /// Subscribing would exceed the timelines allowed on one connection.
     TooManySubscriptions,
     /// The target does not exist or the user may not know that it does.
     NotFound,
     /// The user may see the target but not do this to it.
     Forbidden,
-    /// The `client_msg_id` was used before for different content.
+    /// The `client_msg_id` was used before for different content or on
+    /// another timeline, or the target post was deleted.
     Conflict,
     /// Login failed (wrong user or password; never says which).
     InvalidCredentials,
@@ -523,10 +524,12 @@ impl ErrorCode {
 
 /// WebSocket close codes the server uses (RFC 6455 ones and Kizuna's 4xxx).
 pub mod close_code {
-    /// Normal closure (client asked, or logout).
+    /// Normal closure (the client sent a close frame).
     pub const NORMAL: u16 = 1000;
     /// Server shutting down: reconnect (to another node) with backoff.
     pub const GOING_AWAY: u16 = 1001;
+    /// The client broke the WebSocket framing rules.
+    pub const PROTOCOL_ERROR: u16 = 1002;
     /// Binary frame received: only JSON text frames are accepted.
     pub const UNSUPPORTED_DATA: u16 = 1003;
     /// Text frame that is not valid UTF-8.
@@ -537,7 +540,8 @@ pub mod close_code {
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// Unexpected server error.
     pub const INTERNAL_ERROR: u16 = 1011;
-    /// The session ended (logout elsewhere, token expired, refresh reuse detected).
+    /// The session ended: logout, refresh-token reuse detected, session
+    /// revoked or expired. Log in again.
     pub const SESSION_ENDED: u16 = 4001;
     /// The account was disabled.
     pub const ACCOUNT_DISABLED: u16 = 4002;

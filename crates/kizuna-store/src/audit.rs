@@ -176,21 +176,27 @@ fn entry_hash_with(prev: &str, at: i64, e: &AuditEntry, action: &str, outcome: &
     // `AuditEntry` holds `&'static str` for action/outcome while rows hold owned
     // strings, so they are passed separately.
     let mut h = Sha256::new();
-    let opt = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
+    // Each field is tagged present/absent, so `None` and `Some("")` differ.
+    let int = |v: Option<i64>| v.map(|x| format!("+{x}")).unwrap_or_else(|| "-".into());
+    let text = |v: &Option<String>| {
+        v.as_ref()
+            .map(|x| format!("+{x}"))
+            .unwrap_or_else(|| "-".into())
+    };
     let fields = [
         prev.to_owned(),
         at.to_string(),
-        opt(e.actor_user_id),
+        int(e.actor_user_id),
         action.to_owned(),
         outcome.to_owned(),
-        opt(e.facility_id),
-        opt(e.patient_id),
-        opt(e.group_id),
-        opt(e.timeline_id),
-        opt(e.subject_user_id),
-        e.detail.clone().unwrap_or_default(),
-        e.remote_addr.clone().unwrap_or_default(),
-        e.cert_serial.clone().unwrap_or_default(),
+        int(e.facility_id),
+        int(e.patient_id),
+        int(e.group_id),
+        int(e.timeline_id),
+        int(e.subject_user_id),
+        text(&e.detail),
+        text(&e.remote_addr),
+        text(&e.cert_serial),
     ];
     for f in fields {
         // Length-prefixed so that field boundaries cannot be shifted.

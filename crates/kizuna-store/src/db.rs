@@ -228,3 +228,27 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default();
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+/// Runs `f` in one transaction: everything it does commits together, or
+/// nothing does (an `Err` rolls back). Lets the service make a change and its
+/// audit entry atomic without depending on diesel.
+pub fn transaction<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<StoreError>,
+{
+    enum TxError<E> {
+        App(E),
+        Db(diesel::result::Error),
+    }
+    impl<E> From<diesel::result::Error> for TxError<E> {
+        fn from(e: diesel::result::Error) -> Self {
+            TxError::Db(e)
+        }
+    }
+    match conn.transaction::<T, TxError<E>, _>(|c| f(c).map_err(TxError::App)) {
+        Ok(v) => Ok(v),
+        Err(TxError::App(e)) => Err(e),
+        Err(TxError::Db(d)) => Err(E::from(StoreError::from(d))),
+    }
+}

@@ -35,12 +35,18 @@ impl std::fmt::Debug for NewUser<'_> {
     }
 }
 
-/// Creates a facility.
-pub fn create_facility(conn: &mut DbConn, name: &str) -> Result<FacilityRow, StoreError> {
+/// Creates a facility. `require_client_cert`: whether its staff need a
+/// client certificate as well as a password to log in.
+pub fn create_facility(
+    conn: &mut DbConn,
+    name: &str,
+    require_client_cert: bool,
+) -> Result<FacilityRow, StoreError> {
     Ok(diesel::insert_into(facilities::table)
         .values((
             facilities::name.eq(name),
             facilities::created_at.eq(now_ms()),
+            facilities::require_client_cert.eq(require_client_cert),
         ))
         .returning(facilities::all_columns)
         .get_result(conn)?)

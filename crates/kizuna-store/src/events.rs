@@ -184,6 +184,17 @@ fn change_post(
                     events::deleted_at.eq(Some(now)),
                 ))
                 .execute(conn)?;
+            // Earlier `edit` events carry bodies of this post too; each is
+            // already kept as a revision (the next change saved it), so
+            // clearing them loses nothing and leaves no readable copy.
+            diesel::update(
+                events::table
+                    .filter(events::timeline_id.eq(timeline.get()))
+                    .filter(events::target_seq.eq(Some(target_seq)))
+                    .filter(events::kind.eq(EventKind::Edit.as_str())),
+            )
+            .set(events::body.eq(None::<String>))
+            .execute(conn)?;
             EventKind::Delete
         };
         Ok(diesel::insert_into(events::table)

@@ -7,6 +7,7 @@
 //! content.
 
 pub mod audit;
+pub mod certificates;
 pub mod db;
 pub mod directory;
 pub mod error;
@@ -17,5 +18,5 @@ pub mod sessions;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
-pub use db::{Backend, Conn, DbConn, SqliteSync, Store, StoreOptions, now_ms};
+pub use db::{Backend, Conn, DbConn, SqliteSync, Store, StoreOptions, now_ms, transaction};
 pub use error::StoreError;

@@ -23,6 +23,42 @@ pub struct FacilityRow {
     pub name: String,
     /// Unix ms.
     pub created_at: i64,
+    /// Whether staff need a client certificate (plus password) to log in.
+    pub require_client_cert: bool,
+}
+
+/// A client certificate issued by the service's CA.
+#[derive(Debug, Clone, Queryable)]
+#[diesel(table_name = client_certificates)]
+pub struct CertificateRow {
+    /// Id.
+    pub id: i64,
+    /// Serial, lowercase hex.
+    pub serial: String,
+    /// Owner.
+    pub user_id: i64,
+    /// Facility whose CA issued it.
+    pub facility_id: i64,
+    /// RFC 8705 thumbprint (base64url SHA-256 of the DER).
+    pub thumbprint: String,
+    /// Device label given at issuance.
+    pub device_label: String,
+    /// `csr`, `pkcs12` or `renewal`.
+    pub method: String,
+    /// Unix seconds.
+    pub not_before: i64,
+    /// Unix seconds.
+    pub not_after: i64,
+    /// `active` or `revoked`.
+    pub status: String,
+    /// Who issued it (`None`: the CLI or a renewal by the owner).
+    pub issued_by: Option<i64>,
+    /// Unix ms.
+    pub issued_at: i64,
+    /// Unix ms.
+    pub revoked_at: Option<i64>,
+    /// RFC 5280 reason name.
+    pub revoke_reason: Option<String>,
 }
 
 /// A user account. `Debug` leaves out the name and the password hash.

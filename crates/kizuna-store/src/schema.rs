@@ -6,6 +6,7 @@ diesel::table! {
         id -> BigInt,
         name -> Text,
         created_at -> BigInt,
+        require_client_cert -> Bool,
     }
 }
 
@@ -153,6 +154,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    client_certificates (id) {
+        id -> BigInt,
+        serial -> Text,
+        user_id -> BigInt,
+        facility_id -> BigInt,
+        thumbprint -> Text,
+        device_label -> Text,
+        method -> Text,
+        not_before -> BigInt,
+        not_after -> BigInt,
+        status -> Text,
+        issued_by -> Nullable<BigInt>,
+        issued_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        revoke_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    crl_numbers (issuer) {
+        issuer -> Text,
+        last_number -> BigInt,
+    }
+}
+
 diesel::joinable!(users -> facilities (facility_id));
 diesel::joinable!(timelines -> care_groups (group_id));
 diesel::joinable!(group_members -> care_groups (group_id));
@@ -175,4 +202,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     audit_log,
     audit_head,
+    client_certificates,
+    crl_numbers,
 );

@@ -18,7 +18,7 @@ struct World {
 
 fn world(store: Store) -> World {
     let mut c = store.conn().unwrap();
-    let f = directory::create_facility(&mut c, "Sakura Home Nursing").unwrap();
+    let f = directory::create_facility(&mut c, "Sakura Home Nursing", true).unwrap();
     let mk = |c: &mut kizuna_store::DbConn, login: &str| {
         directory::create_user(
             c,
@@ -180,6 +180,11 @@ fn edit_and_delete_keep_history_and_leave_a_tombstone() {
             (2, "edit", Some(s))
         );
         let tomb = events::delete_post(&mut c, w.team, s, w.nurse).unwrap();
+        let edit_after = events::event_at(&mut c, w.team, edit.seq).unwrap().unwrap();
+        assert_eq!(
+            edit_after.body, None,
+            "no edit event keeps a deleted post's text"
+        );
         assert_eq!(
             (tomb.seq, tomb.kind.as_str(), tomb.body.as_deref()),
             (3, "delete", None)

@@ -503,9 +503,60 @@ fn member_management_table() {
             owner_facility: Some(OWNING),
             membership: *membership,
         };
-        let got = outcome(decide(actor, &Action::ManageMembers { group }));
+        let got = outcome(decide(
+            actor,
+            &Action::ManageMembers {
+                group,
+                target_is_self: false,
+            },
+        ));
         assert_eq!(got, *expected, "{name}");
     }
+}
+
+#[test]
+fn leaving_and_viewing_groups() {
+    use GroupRole::*;
+    let in_group = |m| GroupFacts {
+        kind: GroupKind::Patient,
+        owner_facility: Some(OWNING),
+        membership: m,
+    };
+    let leave = |actor: &Actor, m| {
+        outcome(decide(
+            actor,
+            &Action::ManageMembers {
+                group: in_group(m),
+                target_is_self: true,
+            },
+        ))
+    };
+    let view = |actor: &Actor, m| outcome(decide(actor, &Action::ViewGroup { group: in_group(m) }));
+    assert_eq!(
+        leave(&staff(OWNING), member(Member, Visibility::All)),
+        'A',
+        "a member may leave"
+    );
+    assert_eq!(
+        leave(&staff(OTHER), None),
+        'N',
+        "a non-member cannot 'leave'"
+    );
+    assert_eq!(view(&staff(OTHER), member(Member, Visibility::All)), 'A');
+    assert_eq!(view(&staff(OTHER), None), 'N');
+    assert_eq!(
+        view(
+            &of_kind(UserKind::Family),
+            member(Member, Visibility::FamilyOnly)
+        ),
+        'P',
+        "family do not see the team list"
+    );
+    assert_eq!(view(&of_kind(UserKind::Operator), None), 'A');
+    assert_eq!(
+        view(&of_kind(UserKind::Company), member(Member, Visibility::All)),
+        'N'
+    );
 }
 
 #[test]

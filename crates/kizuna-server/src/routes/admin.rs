@@ -35,6 +35,14 @@ pub(crate) fn scope() -> actix_web::Scope {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FacilityBody {
     name: Name,
+    /// Staff log in with a client certificate and a password (default), or
+    /// with a password only.
+    #[serde(default = "yes")]
+    require_client_cert: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -90,9 +98,10 @@ async fn create_facility(
     who: Authenticated,
     body: web::Json<FacilityBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
     let f = state
         .service
-        .create_facility(Caller::User(&who.0), body.into_inner().name)
+        .create_facility(Caller::User(&who.0), b.name, b.require_client_cert)
         .await?;
     Ok(HttpResponse::Created().json(f))
 }
@@ -101,14 +110,8 @@ async fn list_facilities(
     state: web::Data<AppState>,
     who: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    if who.0.actor.kind != UserKind::Operator {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "not allowed: your role does not allow this",
-        ));
-    }
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "facilities": state.service.facilities().await? })))
+    let facilities = state.service.facilities(Caller::User(&who.0)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "facilities": facilities })))
 }
 
 async fn create_user(

@@ -77,7 +77,10 @@ fn protocol_close(e: &actix_ws::ProtocolError) -> Stop {
             format!("message larger than {MAX_FRAME_BYTES} bytes"),
         ),
         P::Io(_) => Stop::Gone,
-        _ => Stop::Close(1002, "WebSocket protocol error".into()),
+        _ => Stop::Close(
+            close_code::PROTOCOL_ERROR,
+            "WebSocket protocol error".into(),
+        ),
     }
 }
 
@@ -150,7 +153,7 @@ impl Socket {
                         Err(Stop::Close(close_code::HEARTBEAT_TIMEOUT, "no frame or pong within the timeout".into()))
                     } else {
                         match self.check_session().await {
-                            Ok(()) => self.session.ping(b"kizuna").await.map_err(Stop::from),
+                            Ok(()) => self.control(true, b"kizuna").await,
                             Err(stop) => Err(stop),
                         }
                     }
@@ -163,10 +166,30 @@ impl Socket {
     }
 
     /// Closes the socket when its session ended or its account was disabled
-    /// by something that did not reach this node's hub.
+    /// by something that did not reach this node's hub, and stops timelines
+    /// the user may no longer read (a `resync` makes the client re-subscribe,
+    /// which then reports why).
     async fn check_session(&mut self) -> Result<(), Stop> {
-        let reason = match self.service.session_alive(&self.principal).await {
-            Ok(()) => return Ok(()),
+        let reason = match self.service.session_check(&self.principal).await {
+            Ok(readable) => {
+                let lost: Vec<TimelineId> = self
+                    .subs
+                    .keys()
+                    .filter(|t| !readable.contains(t))
+                    .copied()
+                    .collect();
+                for timeline in lost {
+                    self.service.hub().unsubscribe(self.conn.id(), timeline);
+                    if let Some(after_seq) = self.subs.remove(&timeline) {
+                        self.send(&ServerFrame::Resync {
+                            timeline_id: timeline,
+                            after_seq,
+                        })
+                        .await?;
+                    }
+                }
+                return Ok(());
+            }
             Err(ServiceError::AccountDisabled) => kizuna_realtime::CloseReason::AccountDisabled,
             Err(ServiceError::Unauthorized(_) | ServiceError::NotFound) => {
                 kizuna_realtime::CloseReason::SessionEnded
@@ -193,7 +216,7 @@ impl Socket {
                 close_code::UNSUPPORTED_DATA,
                 "only JSON text frames are accepted".into(),
             )),
-            Some(Ok(AggregatedMessage::Ping(bytes))) => Ok(self.session.pong(&bytes).await?),
+            Some(Ok(AggregatedMessage::Ping(bytes))) => self.control(false, &bytes).await,
             Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
             Some(Ok(AggregatedMessage::Close(_))) => {
                 Err(Stop::Close(close_code::NORMAL, "bye".into()))
@@ -211,7 +234,7 @@ impl Socket {
             }) => self.on_live_event(timeline, seq, frame).await,
             ConnectionEvent::Outbound(Outbound::Notice { timeline, frame }) => {
                 if self.subs.contains_key(&timeline) {
-                    self.session.text(frame.to_string()).await?;
+                    self.write(frame.to_string()).await?;
                 }
                 Ok(())
             }
@@ -262,7 +285,7 @@ impl Socket {
                 return Ok(());
             }
         }
-        self.session.text(frame.to_string()).await?;
+        self.write(frame.to_string()).await?;
         self.subs.insert(timeline, seq);
         Ok(())
     }
@@ -443,6 +466,7 @@ impl Socket {
             );
         }
         let mut subscribed = Vec::with_capacity(wanted.len());
+        let mut added: Vec<TimelineId> = Vec::new();
         for ((timeline, after_seq), last_seq) in wanted.into_iter().zip(newest) {
             if self
                 .service
@@ -450,7 +474,16 @@ impl Socket {
                 .subscribe(self.conn.id(), timeline)
                 .is_err()
             {
-                return Err(CommandError::Stop(Stop::Gone));
+                // The hub is closing this connection; the loop's next step
+                // sends the close frame.
+                self.rollback(&added);
+                return Err(CommandError::Refused(
+                    ErrorCode::Unavailable,
+                    "connection is closing".into(),
+                ));
+            }
+            if !self.subs.contains_key(&timeline) {
+                added.push(timeline);
             }
             // A client cannot be ahead of the store; clamping keeps live events
             // from being mistaken for duplicates.
@@ -459,8 +492,8 @@ impl Socket {
                 Ok(()) => {}
                 Err(CatchUpError::Stop(s)) => return Err(CommandError::Stop(s)),
                 Err(CatchUpError::Service(e)) => {
-                    self.subs.remove(&timeline);
-                    self.service.hub().unsubscribe(self.conn.id(), timeline);
+                    // All or nothing: undo what this command subscribed.
+                    self.rollback(&added);
                     return Err(CommandError::Service(e));
                 }
             }
@@ -472,6 +505,13 @@ impl Socket {
         Ok(OkResult::Subscribed { subscribed })
     }
 
+    fn rollback(&mut self, added: &[TimelineId]) {
+        for t in added {
+            self.subs.remove(t);
+            self.service.hub().unsubscribe(self.conn.id(), *t);
+        }
+    }
+
     async fn send(&mut self, frame: &ServerFrame) -> Result<(), Stop> {
         let text = serde_json::to_string(frame).map_err(|_| {
             Stop::Close(
@@ -479,7 +519,33 @@ impl Socket {
                 "could not encode a frame".into(),
             )
         })?;
-        Ok(self.session.text(text).await?)
+        self.write(text).await
+    }
+
+    /// Sends a ping (`true`) or pong, with the same timeout as [`Self::write`].
+    async fn control(&mut self, ping: bool, payload: &[u8]) -> Result<(), Stop> {
+        let limit = Duration::from_secs(self.settings.client_timeout_secs.max(1));
+        let sent = if ping {
+            tokio::time::timeout(limit, self.session.ping(payload)).await
+        } else {
+            tokio::time::timeout(limit, self.session.pong(payload)).await
+        };
+        match sent {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(Stop::Gone),
+        }
+    }
+
+    /// Writes a text frame, giving up on a client that has not taken anything
+    /// for the whole client timeout (it stopped reading; its TCP window is
+    /// full). Without this the socket task would wait forever and never run
+    /// its heartbeat.
+    async fn write(&mut self, text: String) -> Result<(), Stop> {
+        let limit = Duration::from_secs(self.settings.client_timeout_secs.max(1));
+        match tokio::time::timeout(limit, self.session.text(text)).await {
+            Ok(sent) => Ok(sent?),
+            Err(_) => Err(Stop::Gone),
+        }
     }
 }
 

@@ -169,25 +169,34 @@ impl Service {
             let (refresh, refresh_hash) = new_refresh_token();
             let thumb = ctx.peer.as_ref().map(|p| p.thumbprint.as_str());
             let expires_at = kizuna_store::now_ms() + (refresh_ttl as i64) * 1000;
-            let session =
-                sessions::create_session(conn, user.user_id(), &refresh_hash, thumb, expires_at)?;
+            // The session and its audit entry commit together.
+            let session = kizuna_store::transaction(conn, |conn| {
+                let session = sessions::create_session(
+                    conn,
+                    user.user_id(),
+                    &refresh_hash,
+                    thumb,
+                    expires_at,
+                )?;
+                record(
+                    conn,
+                    &ctx,
+                    AuditEntry {
+                        actor_user_id: Some(user.id),
+                        action: "auth.login",
+                        outcome: "ok",
+                        facility_id: user.facility_id,
+                        detail: Some(format!("session={}", session.id)),
+                        ..Default::default()
+                    },
+                )?;
+                Ok::<_, ServiceError>(session)
+            })?;
             let (access, _) = svc
                 .inner
                 .tokens
                 .issue(user.id, session.id, thumb, now_secs())
                 .map_err(ServiceError::Internal)?;
-            record(
-                conn,
-                &ctx,
-                AuditEntry {
-                    actor_user_id: Some(user.id),
-                    action: "auth.login",
-                    outcome: "ok",
-                    facility_id: user.facility_id,
-                    detail: Some(format!("session={}", session.id)),
-                    ..Default::default()
-                },
-            )?;
             Ok(Tokens {
                 access_token: access,
                 token_type: "Bearer",
@@ -370,20 +379,26 @@ impl Service {
 
 impl Service {
     /// Re-checks that an authenticated principal's session is live and its
-    /// account active (long-lived WebSockets call this on every heartbeat, so
-    /// changes made by another process, such as `kizuna admin disable-user`,
-    /// also close sockets).
-    pub async fn session_alive(&self, p: &Principal) -> ServiceResult<()> {
+    /// account active, and returns the timelines it may read now. Long-lived
+    /// WebSockets call this on every heartbeat, so changes made elsewhere (a
+    /// `kizuna admin` command, another node) take effect within one interval.
+    pub async fn session_check(
+        &self,
+        p: &Principal,
+    ) -> ServiceResult<std::collections::HashSet<kizuna_domain::TimelineId>> {
         let (sid, uid) = (p.session_id, p.user_id);
         self.blocking(move |conn| {
+            // The account first: disabling it also ends its sessions, and
+            // "account disabled" is the more useful reason to give.
+            let actor = directory::user(conn, uid)?.actor()?;
+            if actor.status != UserStatus::Active {
+                return Err(ServiceError::AccountDisabled);
+            }
             let session = sessions::session(conn, sid)?;
             if session.revoked_at.is_some() || session.expires_at <= kizuna_store::now_ms() {
                 return Err(ServiceError::Unauthorized("session ended"));
             }
-            if directory::user(conn, uid)?.status()? != UserStatus::Active {
-                return Err(ServiceError::AccountDisabled);
-            }
-            Ok(())
+            crate::timeline::readable_timelines(conn, &actor)
         })
         .await
     }

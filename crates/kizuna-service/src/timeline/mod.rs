@@ -65,3 +65,29 @@ pub(crate) fn authorize(
         Decision::Deny(d) => Err(d.into()),
     }
 }
+
+/// Every timeline the actor may read now (one query plus the access function
+/// per row).
+pub(crate) fn readable_timelines(
+    conn: &mut DbConn,
+    actor: &kizuna_domain::access::Actor,
+) -> ServiceResult<std::collections::HashSet<TimelineId>> {
+    let mut out = std::collections::HashSet::new();
+    for (t, g, m, _) in directory::timelines_of_user(conn, actor.user_id)? {
+        let facts = GroupFacts {
+            kind: g.kind()?,
+            owner_facility: g.owner_facility_id.map(FacilityId),
+            membership: Some(m.membership()?),
+        };
+        let action = Action::Timeline {
+            op: TimelineOp::Read,
+            timeline: t.kind()?,
+            group: facts,
+            author: None,
+        };
+        if decide(actor, &action) == Decision::Allow {
+            out.insert(TimelineId(t.id));
+        }
+    }
+    Ok(out)
+}

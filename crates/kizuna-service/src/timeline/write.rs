@@ -51,9 +51,17 @@ impl Service {
                 match appended {
                     Appended::New(row) => Ok((row, author, false)),
                     Appended::Duplicate(row) => {
-                        if row.timeline_id != c.timeline_id.get() || row.kind != "post" {
+                        // A retry carries the same content. (Once the post was
+                        // edited or deleted its body no longer matches, and the
+                        // retry is still the same post.)
+                        let changed_since = row.edited_at.is_some() || row.deleted_at.is_some();
+                        let same_body = row.body.as_deref() == Some(c.body.expose());
+                        if row.timeline_id != c.timeline_id.get()
+                            || row.kind != "post"
+                            || (!changed_since && !same_body)
+                        {
                             return Err(ServiceError::Conflict(
-                                "client_msg_id was used for another post",
+                                "client_msg_id was used for different content",
                             ));
                         }
                         Ok((row, author, true))
@@ -101,18 +109,25 @@ impl Service {
         let principal = p.clone();
         let (row, author) = self
             .blocking(move |conn| {
-                let target_row = events::event_at(conn, timeline, target)?;
-                let target_author = target_row.as_ref().map(|r| UserId(r.author_id));
+                // Existence is only revealed to those who may read the
+                // timeline; then authorship decides.
+                authorize(conn, &principal, timeline, TimelineOp::Read, None)?;
+                let target_row = match events::event_at(conn, timeline, target)? {
+                    Some(r) if r.kind == "post" => r,
+                    _ => return Err(ServiceError::NotFound),
+                };
                 let op = if body.is_some() {
                     TimelineOp::Edit
                 } else {
                     TimelineOp::Delete
                 };
-                let auth = authorize(conn, &principal, timeline, op, target_author)?;
-                match target_row {
-                    Some(r) if r.kind == "post" => {}
-                    _ => return Err(ServiceError::NotFound),
-                }
+                let auth = authorize(
+                    conn,
+                    &principal,
+                    timeline,
+                    op,
+                    Some(UserId(target_row.author_id)),
+                )?;
                 let row = match &body {
                     Some(b) => events::edit_post(conn, timeline, target, principal.user_id, b)?,
                     None => events::delete_post(conn, timeline, target, principal.user_id)?,

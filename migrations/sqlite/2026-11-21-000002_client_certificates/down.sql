@@ -1,0 +1,3 @@
+DROP TABLE crl_numbers;
+DROP TABLE client_certificates;
+ALTER TABLE facilities DROP COLUMN require_client_cert;
