@@ -3,7 +3,7 @@
 //! JSON on stdout. Passwords come from an environment variable or stdin, never
 //! from the command line (which other users can see in `ps`).
 
-use crate::serve::build_service;
+use crate::serve::{CaMode, build_service};
 use crate::settings::Settings;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -151,7 +151,7 @@ fn print(v: &impl serde::Serialize) -> Result<()> {
 
 /// Runs one admin command.
 pub async fn run(settings: Settings, cmd: AdminCommand) -> Result<()> {
-    let svc = build_service(&settings).await?;
+    let svc = build_service(&settings, CaMode::IfPresent).await?;
     let cli = Caller::Cli;
     let user_id = |login: String| {
         let svc = svc.clone();

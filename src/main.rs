@@ -4,6 +4,7 @@
 //! facilities, accounts, patients and groups from the command line.
 
 mod admin;
+mod ca;
 mod serve;
 mod settings;
 
@@ -31,6 +32,9 @@ enum Command {
     /// Administration from the command line (acts directly on the database).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// The certificate authority: init, issue, list, revoke, CRLs.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
 }
 
 fn init_tracing() {
@@ -65,5 +69,6 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Admin(cmd) => admin::run(settings, cmd).await,
+        Command::Ca(cmd) => ca::run(settings, cmd).await,
     }
 }

@@ -3,10 +3,13 @@
 use crate::settings::Settings;
 use anyhow::{Context, Result};
 use kizuna_realtime::{Bus, CloseReason, Hub, HubConfig, RedisBusConfig, Selector};
+use kizuna_server::tls::{ClientTrust, ReloadableVerifier};
 use kizuna_service::auth::tokens::TokenKeys;
+use kizuna_service::pki::Pki;
 use kizuna_service::{Service, ServiceConfig};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Flags of `kizuna serve`.
@@ -26,8 +29,56 @@ pub struct ServeArgs {
 /// Validity of the development server certificate, days.
 const DEV_CERT_DAYS: u32 = 90;
 
-/// Builds the shared service from settings (also used by `kizuna admin`).
-pub async fn build_service(settings: &Settings) -> Result<Service> {
+/// How `build_service` treats the certificate authority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaMode {
+    /// `serve` without TLS configuration: create a development CA if none.
+    Dev,
+    /// `serve` in production: the CA must exist (`kizuna ca init`).
+    Required,
+    /// Command-line tools: use the CA if there is one.
+    IfPresent,
+}
+
+fn ca_passphrase() -> Option<String> {
+    std::env::var(kizuna_ca::PASSPHRASE_ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+}
+
+fn load_ca(settings: &Settings, mode: CaMode) -> Result<Option<kizuna_ca::CertificateAuthority>> {
+    let dir = settings.ca_dir();
+    match mode {
+        CaMode::Dev => {
+            let (ca, created) = kizuna_ca::load_or_init_dev(&dir).context("development CA")?;
+            if created {
+                tracing::warn!(dir = %dir.display(), "created a DEVELOPMENT certificate authority; clients must trust root.pem in it");
+            }
+            Ok(Some(ca))
+        }
+        CaMode::Required => Ok(Some(
+            kizuna_ca::load(&dir, ca_passphrase().as_deref()).with_context(|| {
+                format!(
+                    "loading the CA from {} (create it once with `kizuna ca init`)",
+                    dir.display()
+                )
+            })?,
+        )),
+        CaMode::IfPresent => {
+            if kizuna_ca::CaDirectory::new(&dir).is_initialized() {
+                Ok(Some(
+                    kizuna_ca::load(&dir, ca_passphrase().as_deref()).context("loading the CA")?,
+                ))
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Builds the shared service from settings (also used by `kizuna admin` and
+/// `kizuna ca`).
+pub async fn build_service(settings: &Settings, mode: CaMode) -> Result<Service> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     let opts = settings.store_options();
@@ -53,14 +104,13 @@ pub async fn build_service(settings: &Settings) -> Result<Service> {
     if created {
         tracing::info!(dir = %settings.key_dir().display(), kid = tokens.kid(), "created a token signing key");
     }
-    Ok(Service::new(
-        store,
-        bus,
-        tokens,
-        ServiceConfig {
-            refresh_ttl_secs: settings.tokens.refresh_ttl_secs,
-        },
-    ))
+    let pki = load_ca(settings, mode)?.map(|ca| Pki::new(ca, settings.ca.service_host.clone()));
+    let config = ServiceConfig {
+        refresh_ttl_secs: settings.tokens.refresh_ttl_secs,
+        login_attempts_per_login: settings.auth.attempts_per_login_per_minute,
+        login_attempts_per_address: settings.auth.attempts_per_address_per_minute,
+    };
+    Ok(Service::new(store, bus, tokens, config, pki))
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<()> {
@@ -83,11 +133,7 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 /// The development TLS certificate: issued by the dev CA (created on first
 /// start) for localhost, 127.0.0.1 and ::1; re-issued when missing or within
 /// 30 days of expiry.
-fn dev_tls(settings: &Settings) -> Result<(String, String)> {
-    let (ca, created) = kizuna_ca::load_or_init_dev(settings.ca_dir()).context("development CA")?;
-    if created {
-        tracing::warn!(dir = %settings.ca_dir().display(), "created a DEVELOPMENT certificate authority; clients must trust root.pem in it");
-    }
+fn dev_tls(settings: &Settings, ca: &kizuna_ca::CertificateAuthority) -> Result<(String, String)> {
     let dir = settings.data_dir.join("tls");
     std::fs::create_dir_all(&dir)?;
     let chain_path = dir.join("server-chain.pem");
@@ -105,7 +151,8 @@ fn dev_tls(settings: &Settings) -> Result<(String, String)> {
         std::fs::read_to_string(&key_path),
         stored_expiry,
     ) && not_after > fresh_until
-        && !created
+        // Re-issue when the CA was replaced (the chain must name this issuing CA).
+        && chain.contains(ca.issuing_certificate().pem().trim())
     {
         return Ok((chain, key));
     }
@@ -131,9 +178,15 @@ pub async fn run(mut settings: Settings, args: ServeArgs) -> Result<()> {
     if let Some(dir) = args.data_dir {
         settings.data_dir = dir;
     }
-    let service = build_service(&settings).await?;
-    let (chain, key) = if settings.tls.cert_chain.is_empty() {
-        dev_tls(&settings)?
+    let mode = if settings.is_dev() {
+        CaMode::Dev
+    } else {
+        CaMode::Required
+    };
+    let service = build_service(&settings, mode).await?;
+    let pki = service.pki_handle().context("the CA is loaded")?;
+    let (chain, key) = if settings.is_dev() {
+        dev_tls(&settings, pki.ca())?
     } else {
         (
             std::fs::read_to_string(&settings.tls.cert_chain).context("reading tls.cert_chain")?,
@@ -141,7 +194,29 @@ pub async fn run(mut settings: Settings, args: ServeArgs) -> Result<()> {
                 .context("reading tls.private_key")?,
         )
     };
-    let tls = kizuna_server::tls::server_config(&chain, &key)?;
+    // Client certificates: verified against our root with a CRL per issuer;
+    // every rebuild of the CRLs (revocations here, on other nodes, or from
+    // the CLI) swaps the verifier's trust without a restart.
+    let root_der = pki.ca().root_certificate().der().as_ref().to_vec();
+    let crls = service.refresh_crls().await.context("building CRLs")?;
+    let verifier = ReloadableVerifier::new(&ClientTrust {
+        root_der: root_der.clone(),
+        crls_der: crls.ders(),
+    })?;
+    let sink_verifier = verifier.clone();
+    service
+        .publish_crls_to(Arc::new(move |set| {
+            let trust = ClientTrust { root_der: root_der.clone(), crls_der: set.ders() };
+            match sink_verifier.reload(&trust) {
+                Ok(()) => tracing::info!(crls = set.crls.len(), "client-certificate CRLs reloaded"),
+                Err(e) => tracing::error!(error = %e, "CRL reload failed; the previous CRLs stay in force"),
+            }
+        }))
+        .await
+        .context("installing CRLs")?;
+    let _watcher =
+        service.spawn_revocation_watcher(Duration::from_millis(settings.ca.revocation_poll_ms));
+    let tls = kizuna_server::tls::server_config(&chain, &key, Some(verifier))?;
     let app = kizuna_server::Application::build(settings.server_settings(), service.clone(), tls)
         .with_context(|| format!("binding {}", settings.server.bind))?;
     let addr = app.local_addr();

@@ -23,6 +23,34 @@ pub struct Settings {
     pub tokens: TokenSection,
     /// Fan-out.
     pub realtime: RealtimeSection,
+    /// The certificate authority.
+    pub ca: CaSection,
+    /// Login protection.
+    pub auth: AuthSection,
+}
+
+/// `[ca]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSection {
+    /// CA directory; empty = `<data_dir>/ca`. Key passphrase: the environment
+    /// variable `KIZUNA_CA_PASSPHRASE`.
+    pub dir: String,
+    /// Host named in client certificates' SAN URI (`https://<host>/users/<id>`).
+    pub service_host: String,
+    /// How often each node polls the database for revocations made elsewhere
+    /// (the CLI, other nodes), milliseconds.
+    pub revocation_poll_ms: u64,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Login attempts per login name per minute.
+    pub attempts_per_login_per_minute: u32,
+    /// Login attempts per client address per minute.
+    pub attempts_per_address_per_minute: u32,
 }
 
 /// `[database]`
@@ -134,6 +162,15 @@ key_dir = ""
 queue_capacity = 256
 redis_url = ""
 redis_channel_prefix = "kizuna"
+
+[ca]
+dir = ""
+service_host = "localhost"
+revocation_poll_ms = 1000
+
+[auth]
+attempts_per_login_per_minute = 10
+attempts_per_address_per_minute = 60
 "#;
 
 impl Settings {
@@ -169,6 +206,9 @@ impl Settings {
         if self.tokens.leeway_secs > 30 {
             bail!("tokens.leeway_secs must be at most 30");
         }
+        if self.ca.revocation_poll_ms < 100 {
+            bail!("ca.revocation_poll_ms must be at least 100");
+        }
         if self.realtime.queue_capacity < 16 {
             bail!("realtime.queue_capacity must be at least 16");
         }
@@ -198,7 +238,16 @@ impl Settings {
 
     /// The CA directory.
     pub fn ca_dir(&self) -> PathBuf {
-        self.data_dir.join("ca")
+        if self.ca.dir.is_empty() {
+            self.data_dir.join("ca")
+        } else {
+            PathBuf::from(&self.ca.dir)
+        }
+    }
+
+    /// Whether this is the embedded development setup (no TLS configured).
+    pub fn is_dev(&self) -> bool {
+        self.tls.cert_chain.is_empty()
     }
 
     /// Store options.

@@ -99,6 +99,14 @@ pub enum AdminOp {
     },
     /// List every facility (service-wide view).
     ListFacilities,
+    /// Issue, list or revoke client certificates for an account of a facility.
+    ManageCertificates {
+        /// The account's facility.
+        facility: FacilityId,
+    },
+    /// Revoke a facility's whole certificate authority (every certificate it
+    /// issued stops working).
+    RevokeFacilityCa,
     /// Disable or re-enable an account.
     SetUserStatus {
         /// The account's facility.
@@ -313,7 +321,12 @@ fn decide_admin(actor: &Actor, op: AdminOp) -> Decision {
         AdminOp::CreatePatient { facility } => {
             actor.kind == UserKind::Staff && actor.facility_id == Some(facility)
         }
-        AdminOp::ListFacilities => false,
+        AdminOp::ListFacilities | AdminOp::RevokeFacilityCa => false,
+        // Each facility's admins issue and revoke the certificates of their
+        // own facility's devices, and no other.
+        AdminOp::ManageCertificates { facility } => {
+            is_facility_admin && actor.facility_id == Some(facility)
+        }
         // A facility admin enables and disables the staff and patient accounts
         // of their own facility; everything else is the operator's.
         AdminOp::SetUserStatus { facility, kind } => {

@@ -485,6 +485,12 @@ pub enum ErrorCode {
     TokenExpired,
     /// The account is disabled.
     AccountDisabled,
+    /// The account's facility requires a client certificate on the TLS
+    /// connection (and the password); none was presented.
+    CertificateRequired,
+    /// The client certificate presented is revoked, expired, unknown, or not
+    /// the one the login, token or session is bound to.
+    CertificateRejected,
     /// The request body is larger than allowed.
     PayloadTooLarge,
     /// Too many requests; retry later.
@@ -513,6 +519,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::AccountDisabled => "account_disabled",
+            ErrorCode::CertificateRequired => "certificate_required",
+            ErrorCode::CertificateRejected => "certificate_rejected",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::OriginNotAllowed => "origin_not_allowed",

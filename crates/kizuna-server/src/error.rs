@@ -56,9 +56,11 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
             StatusCode::FORBIDDEN
         }
         ErrorCode::Conflict => StatusCode::CONFLICT,
-        ErrorCode::InvalidCredentials | ErrorCode::Unauthorized | ErrorCode::TokenExpired => {
-            StatusCode::UNAUTHORIZED
-        }
+        ErrorCode::InvalidCredentials
+        | ErrorCode::Unauthorized
+        | ErrorCode::TokenExpired
+        | ErrorCode::CertificateRequired
+        | ErrorCode::CertificateRejected => StatusCode::UNAUTHORIZED,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -65,13 +65,21 @@ pub(crate) fn request_context(req: &HttpRequest) -> Result<RequestContext, ApiEr
     })
 }
 
+/// The verified peer certificate as the service sees it. The handshake has
+/// already checked the chain to our root and the CRLs; this also refuses a
+/// certificate that is a CA or lacks the clientAuth purpose (webpki accepts a
+/// certificate with no EKU at all).
 fn peer_identity(der: &[u8]) -> Result<PeerIdentity, ApiError> {
-    let parsed = kizuna_ca::parse_peer_certificate(der).map_err(|_| {
+    let rejected = || {
         ApiError::new(
-            ErrorCode::Unauthorized,
-            "client certificate could not be read",
+            ErrorCode::CertificateRejected,
+            "client certificate rejected: not a client certificate of this service",
         )
-    })?;
+    };
+    let parsed = kizuna_ca::parse_peer_certificate(der).map_err(|_| rejected())?;
+    if parsed.is_ca || !parsed.has_client_auth_eku {
+        return Err(rejected());
+    }
     Ok(PeerIdentity {
         thumbprint: kizuna_service::auth::tokens::thumbprint(der),
         serial: parsed.serial_hex,

@@ -205,9 +205,9 @@ fn caller_actor(
 
 /// What the blocking closures need of a caller (owned, `Send`).
 #[derive(Debug, Clone)]
-struct CallerInfo {
-    user: Option<UserId>,
-    ctx: RequestContext,
+pub(crate) struct CallerInfo {
+    pub(crate) user: Option<UserId>,
+    pub(crate) ctx: RequestContext,
 }
 
 impl From<Caller<'_>> for CallerInfo {
@@ -225,7 +225,7 @@ impl From<Caller<'_>> for CallerInfo {
     }
 }
 
-fn allow(conn: &mut DbConn, caller: &CallerInfo, action: Action) -> ServiceResult<()> {
+pub(crate) fn allow(conn: &mut DbConn, caller: &CallerInfo, action: Action) -> ServiceResult<()> {
     match caller_actor(conn, caller)? {
         None => Ok(()),
         Some(actor) => match decide(&actor, &action) {
@@ -235,7 +235,11 @@ fn allow(conn: &mut DbConn, caller: &CallerInfo, action: Action) -> ServiceResul
     }
 }
 
-fn audit(conn: &mut DbConn, caller: &CallerInfo, mut entry: AuditEntry) -> ServiceResult<()> {
+pub(crate) fn audit(
+    conn: &mut DbConn,
+    caller: &CallerInfo,
+    mut entry: AuditEntry,
+) -> ServiceResult<()> {
     entry.actor_user_id = caller.user.map(UserId::get);
     if caller.user.is_none() {
         entry.detail = Some(match entry.detail.take() {
@@ -247,7 +251,7 @@ fn audit(conn: &mut DbConn, caller: &CallerInfo, mut entry: AuditEntry) -> Servi
 }
 
 /// Audits a refused administrative action, then returns the refusal.
-fn denied<T>(
+pub(crate) fn denied<T>(
     conn: &mut DbConn,
     caller: &CallerInfo,
     action: &'static str,

@@ -34,6 +34,15 @@ pub enum ServiceError {
     /// The account is disabled.
     #[error("account disabled")]
     AccountDisabled,
+    /// The facility requires a client certificate and none was presented.
+    #[error("certificate required")]
+    CertificateRequired,
+    /// The presented certificate is unknown, revoked, expired or not the bound one.
+    #[error("certificate rejected: {0}")]
+    CertificateRejected(&'static str),
+    /// Too many attempts; retry later.
+    #[error("rate limited")]
+    RateLimited,
     /// The database is unavailable.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -54,6 +63,9 @@ impl ServiceError {
             ServiceError::Unauthorized(_) => ErrorCode::Unauthorized,
             ServiceError::TokenExpired => ErrorCode::TokenExpired,
             ServiceError::AccountDisabled => ErrorCode::AccountDisabled,
+            ServiceError::CertificateRequired => ErrorCode::CertificateRequired,
+            ServiceError::CertificateRejected(_) => ErrorCode::CertificateRejected,
+            ServiceError::RateLimited => ErrorCode::RateLimited,
             ServiceError::Unavailable(_) => ErrorCode::Unavailable,
             ServiceError::Internal(_) => ErrorCode::Internal,
         }
@@ -70,6 +82,11 @@ impl ServiceError {
             ServiceError::Unauthorized(why) => format!("not authenticated: {why}"),
             ServiceError::TokenExpired => "access token expired; refresh it".into(),
             ServiceError::AccountDisabled => "this account is disabled".into(),
+            ServiceError::CertificateRequired => {
+                "this account's facility requires the device's client certificate as well as the password".into()
+            }
+            ServiceError::CertificateRejected(why) => format!("client certificate rejected: {why}"),
+            ServiceError::RateLimited => "too many attempts; wait a minute and retry".into(),
             ServiceError::Unavailable(_) => "service temporarily unavailable; retry".into(),
             ServiceError::Internal(_) => "internal error; it has been logged".into(),
         }

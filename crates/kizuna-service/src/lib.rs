@@ -9,6 +9,7 @@ pub mod admin;
 mod audit;
 pub mod auth;
 pub mod error;
+pub mod pki;
 pub mod timeline;
 
 pub use auth::{Caller, LoginRequest, PeerIdentity, Principal, RequestContext, Tokens};
@@ -23,12 +24,18 @@ use std::sync::Arc;
 pub struct ServiceConfig {
     /// Refresh token (session) lifetime, seconds; each refresh extends it.
     pub refresh_ttl_secs: u64,
+    /// Login attempts allowed per login name per minute (burst).
+    pub login_attempts_per_login: u32,
+    /// Login attempts allowed per client address per minute (burst).
+    pub login_attempts_per_address: u32,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
             refresh_ttl_secs: 30 * 24 * 3600,
+            login_attempts_per_login: 10,
+            login_attempts_per_address: 60,
         }
     }
 }
@@ -44,6 +51,10 @@ struct Inner {
     bus: Bus,
     tokens: auth::tokens::TokenKeys,
     config: ServiceConfig,
+    /// The certificate authority, when client certificates are enabled.
+    pki: Option<pki::Pki>,
+    /// Login attempts per login name and per client address.
+    limits: auth::LoginLimits,
 }
 
 impl std::fmt::Debug for Service {
@@ -62,13 +73,20 @@ impl Service {
         bus: Bus,
         tokens: auth::tokens::TokenKeys,
         config: ServiceConfig,
+        pki: Option<pki::Pki>,
     ) -> Service {
+        let limits = auth::LoginLimits::new(
+            config.login_attempts_per_login,
+            config.login_attempts_per_address,
+        );
         Service {
             inner: Arc::new(Inner {
                 store,
                 bus,
                 tokens,
                 config,
+                pki,
+                limits,
             }),
         }
     }

@@ -77,6 +77,17 @@ pub fn of_user(conn: &mut DbConn, user: UserId) -> Result<Vec<CertificateRow>, S
         .load(conn)?)
 }
 
+/// Every certificate a facility's CA issued.
+pub fn of_facility(
+    conn: &mut DbConn,
+    facility: FacilityId,
+) -> Result<Vec<CertificateRow>, StoreError> {
+    Ok(client_certificates::table
+        .filter(client_certificates::facility_id.eq(facility.get()))
+        .order(client_certificates::id)
+        .load(conn)?)
+}
+
 /// Revokes a certificate; returns it, or `None` when it was already revoked.
 pub fn revoke(
     conn: &mut DbConn,
@@ -181,4 +192,50 @@ pub fn set_require_client_cert(
     } else {
         Ok(())
     }
+}
+
+/// Marks a facility's CA revoked (idempotent); returns whether it changed.
+pub fn revoke_facility_ca(conn: &mut DbConn, facility: FacilityId) -> Result<bool, StoreError> {
+    let n = diesel::update(
+        facilities::table
+            .find(facility.get())
+            .filter(facilities::ca_revoked_at.is_null()),
+    )
+    .set(facilities::ca_revoked_at.eq(Some(now_ms())))
+    .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// Facilities whose CA is revoked, with when (Unix ms).
+pub fn revoked_facility_cas(conn: &mut DbConn) -> Result<Vec<(FacilityId, i64)>, StoreError> {
+    let rows: Vec<(i64, Option<i64>)> = facilities::table
+        .filter(facilities::ca_revoked_at.is_not_null())
+        .select((facilities::id, facilities::ca_revoked_at))
+        .order(facilities::id)
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, at)| at.map(|at| (FacilityId(id), at)))
+        .collect())
+}
+
+/// Certificates revoked after `after_ms` (Unix ms), oldest first: what a node
+/// polls to close sockets and reload its CRLs.
+pub fn revoked_since(conn: &mut DbConn, after_ms: i64) -> Result<Vec<CertificateRow>, StoreError> {
+    Ok(client_certificates::table
+        .filter(client_certificates::revoked_at.gt(after_ms))
+        .order(client_certificates::revoked_at)
+        .load(conn)?)
+}
+
+/// The newest revocation time of a certificate or a facility CA (Unix ms; 0 when none).
+pub fn last_revocation_ms(conn: &mut DbConn) -> Result<i64, StoreError> {
+    use diesel::dsl::max;
+    let certs: Option<i64> = client_certificates::table
+        .select(max(client_certificates::revoked_at))
+        .first(conn)?;
+    let cas: Option<i64> = facilities::table
+        .select(max(facilities::ca_revoked_at))
+        .first(conn)?;
+    Ok(certs.unwrap_or(0).max(cas.unwrap_or(0)))
 }

@@ -25,6 +25,8 @@ pub struct FacilityRow {
     pub created_at: i64,
     /// Whether staff need a client certificate (plus password) to log in.
     pub require_client_cert: bool,
+    /// When the operator revoked the facility's CA (Unix ms).
+    pub ca_revoked_at: Option<i64>,
 }
 
 /// A client certificate issued by the service's CA.

@@ -7,6 +7,7 @@ diesel::table! {
         name -> Text,
         created_at -> BigInt,
         require_client_cert -> Bool,
+        ca_revoked_at -> Nullable<BigInt>,
     }
 }
 

@@ -2,6 +2,8 @@
 -- that decides whether staff need one to log in. Keep in lock step with the
 -- other backend's tree.
 ALTER TABLE facilities ADD COLUMN require_client_cert BOOLEAN NOT NULL DEFAULT TRUE;
+-- Set when the operator revokes the facility's whole CA.
+ALTER TABLE facilities ADD COLUMN ca_revoked_at BIGINT;
 
 CREATE TABLE client_certificates (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod certificates;
 mod health;
 
 use crate::error::ApiError;
@@ -19,6 +20,23 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/me", web::get().to(auth::me))
                 .route("/timelines", web::get().to(auth::timelines))
                 .route("/ws", web::get().to(crate::ws::upgrade))
+                .route("/me/certificate/renew", web::post().to(certificates::renew))
+                .route(
+                    "/admin/users/{id}/certificates",
+                    web::post().to(certificates::issue),
+                )
+                .route(
+                    "/admin/users/{id}/certificates",
+                    web::get().to(certificates::list),
+                )
+                .route(
+                    "/admin/certificates/{id}/revoke",
+                    web::post().to(certificates::revoke),
+                )
+                .route(
+                    "/admin/facilities/{id}/revoke-ca",
+                    web::post().to(certificates::revoke_facility_ca),
+                )
                 .service(admin::scope()),
         );
 }

@@ -110,6 +110,42 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
+/// Login attempts per login name and per client address, each a token bucket
+/// refilled per minute. Attempts beyond it are refused with `rate_limited`
+/// before any password is checked.
+pub(crate) struct LoginLimits {
+    per_login: governor::DefaultKeyedRateLimiter<String>,
+    per_addr: governor::DefaultKeyedRateLimiter<String>,
+}
+
+impl LoginLimits {
+    pub(crate) fn new(per_login: u32, per_addr: u32) -> LoginLimits {
+        let quota = |n: u32| {
+            governor::Quota::per_minute(
+                std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN),
+            )
+        };
+        LoginLimits {
+            per_login: governor::RateLimiter::keyed(quota(per_login)),
+            per_addr: governor::RateLimiter::keyed(quota(per_addr)),
+        }
+    }
+
+    /// Takes one attempt from both buckets; false when either is empty.
+    fn allow(&self, login: &str, addr: Option<&str>) -> bool {
+        // Keep the key maps from growing without bound.
+        if self.per_login.len() > 100_000 {
+            self.per_login.retain_recent();
+        }
+        if self.per_addr.len() > 100_000 {
+            self.per_addr.retain_recent();
+        }
+        let login_ok = self.per_login.check_key(&login.to_lowercase()).is_ok();
+        let addr_ok = addr.is_none_or(|a| self.per_addr.check_key(&a.to_owned()).is_ok());
+        login_ok && addr_ok
+    }
+}
+
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -144,6 +180,14 @@ impl Service {
         let svc = self.clone();
         self.blocking(move |conn| {
             let password = req.password.expose_secret();
+            if !svc
+                .inner
+                .limits
+                .allow(&req.login, ctx.remote_addr.as_deref())
+            {
+                record(conn, &ctx, fail_entry("auth.login", None, "rate_limited"))?;
+                return Err(ServiceError::RateLimited);
+            }
             let Some(user) = directory::user_by_login(conn, &req.login)? else {
                 password::verify_dummy(password);
                 record(conn, &ctx, fail_entry("auth.login", None, "unknown_login"))?;
@@ -164,6 +208,50 @@ impl Service {
                     fail_entry("auth.login", Some(user.id), "account_disabled"),
                 )?;
                 return Err(ServiceError::AccountDisabled);
+            }
+            // The second factor: the device's certificate, checked in the TLS
+            // handshake, must be one of this user's active certificates.
+            match &ctx.peer {
+                Some(peer) => {
+                    let cert =
+                        match crate::pki::check_presented(conn, &peer.serial, &peer.thumbprint) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                record(
+                                    conn,
+                                    &ctx,
+                                    fail_entry("auth.login", Some(user.id), "certificate_rejected"),
+                                )?;
+                                return Err(e);
+                            }
+                        };
+                    if cert.user_id != user.id {
+                        // Certificate of one person, password of another.
+                        record(
+                            conn,
+                            &ctx,
+                            fail_entry("auth.login", Some(user.id), "certificate_of_another_user"),
+                        )?;
+                        return Err(ServiceError::InvalidCredentials);
+                    }
+                }
+                None => {
+                    let required = match user.facility_id {
+                        Some(f) => {
+                            directory::facility(conn, kizuna_domain::FacilityId(f))?
+                                .require_client_cert
+                        }
+                        None => false,
+                    };
+                    if required {
+                        record(
+                            conn,
+                            &ctx,
+                            fail_entry("auth.login", Some(user.id), "certificate_required"),
+                        )?;
+                        return Err(ServiceError::CertificateRequired);
+                    }
+                }
             }
             let refresh_ttl = svc.inner.config.refresh_ttl_secs;
             let (refresh, refresh_hash) = new_refresh_token();
@@ -359,6 +447,14 @@ impl Service {
                 || session.expires_at <= kizuna_store::now_ms()
             {
                 return Err(ServiceError::Unauthorized("session ended"));
+            }
+            if let Some(peer) = &ctx.peer {
+                let cert = crate::pki::check_presented(conn, &peer.serial, &peer.thumbprint)?;
+                if cert.user_id != user_id {
+                    return Err(ServiceError::CertificateRejected(
+                        "certificate belongs to another account",
+                    ));
+                }
             }
             let user = directory::user(conn, UserId(user_id))
                 .map_err(|_| ServiceError::Unauthorized("session ended"))?;
