@@ -120,6 +120,24 @@ pub enum AdminCommand {
     },
     /// Verify the audit trail's hash chain.
     VerifyAudit,
+    /// Print audit entries (JSON lines), oldest first.
+    Audit {
+        /// Only this action (e.g. `auth.login`, `timeline.read`, `cert.revoke`).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only entries about this patient.
+        #[arg(long)]
+        patient: Option<i64>,
+        /// Only entries by this actor (user id).
+        #[arg(long)]
+        actor: Option<i64>,
+        /// Entries after this id.
+        #[arg(long)]
+        after: Option<i64>,
+        /// At most this many (≤ 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
 }
 
 fn name(s: String, what: &str) -> Result<Name> {
@@ -232,6 +250,24 @@ pub async fn run(settings: Settings, cmd: AdminCommand) -> Result<()> {
             let user = user_id(user).await?;
             svc.set_user_status(cli, user, UserStatus::Active).await?;
             print(&serde_json::json!({"enabled": true}))?
+        }
+        AdminCommand::Audit {
+            action,
+            patient,
+            actor,
+            after,
+            limit,
+        } => {
+            let filter = kizuna_store::audit::AuditFilter {
+                actor_user_id: actor,
+                patient_id: patient,
+                action,
+                after_id: after,
+                limit: Some(limit),
+            };
+            for entry in svc.audit_entries(cli, filter).await? {
+                println!("{}", serde_json::to_string(&entry)?);
+            }
         }
         AdminCommand::VerifyAudit => {
             let checked = svc.verify_audit().await?;

@@ -560,20 +560,22 @@ impl Service {
         }
     }
 
-    /// Watches the store for revocations made elsewhere (the CLI, another
-    /// node) and rebuilds CRLs hourly. Runs until the service is dropped.
+    /// Watches the store for changes made elsewhere (the CLI, another node):
+    /// revocations close matching sockets here, and revocations or a new
+    /// issuing facility rebuild the CRLs; CRLs are also re-signed hourly.
+    /// Runs until the service is dropped.
     pub fn spawn_revocation_watcher(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
-            let mut last_seen = i64::MAX;
+            let mut last_state: Option<(i64, usize)> = None;
             let mut last_crl = std::time::Instant::now();
             let mut tick = tokio::time::interval(interval);
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 let svc = Service { inner };
-                let latest = match svc
-                    .blocking(|conn| Ok(certificates::last_revocation_ms(conn)?))
+                let state = match svc
+                    .blocking(|conn| Ok(certificates::trust_state(conn)?))
                     .await
                 {
                     Ok(v) => v,
@@ -582,36 +584,32 @@ impl Service {
                         continue;
                     }
                 };
-                if last_seen == i64::MAX {
-                    last_seen = latest;
+                let Some(previous) = last_state.replace(state) else {
                     continue;
-                }
-                if latest > last_seen {
-                    let since = last_seen;
-                    match svc
-                        .blocking(move |conn| Ok(certificates::revoked_since(conn, since)?))
-                        .await
-                    {
-                        Ok(rows) => {
-                            let serials: Vec<String> = rows.into_iter().map(|r| r.serial).collect();
-                            // Facility-CA revocations have no rows here; closing
-                            // their sockets is done by whoever revoked, and the
-                            // per-request check refuses the rest.
-                            for s in &serials {
-                                svc.hub().close(
-                                    &Selector::CertSerial(s.clone()),
-                                    CloseReason::CertificateRevoked,
-                                );
+                };
+                if state != previous {
+                    if state.0 > previous.0 {
+                        let since = previous.0;
+                        match svc
+                            .blocking(move |conn| Ok(certificates::revoked_since(conn, since)?))
+                            .await
+                        {
+                            Ok(rows) => {
+                                for r in rows {
+                                    svc.hub().close(
+                                        &Selector::CertSerial(r.serial),
+                                        CloseReason::CertificateRevoked,
+                                    );
+                                }
                             }
-                            if let Err(e) = svc.refresh_crls().await {
-                                tracing::error!(error = %e, "CRL rebuild failed");
+                            Err(e) => {
+                                tracing::warn!(error = %e, "revocation watcher could not read revocations")
                             }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "revocation watcher could not read revocations")
                         }
                     }
-                    last_seen = latest;
+                    if let Err(e) = svc.refresh_crls().await {
+                        tracing::error!(error = %e, "CRL rebuild failed");
+                    }
                     last_crl = std::time::Instant::now();
                 } else if last_crl.elapsed() > Duration::from_secs(3600) {
                     if let Err(e) = svc.refresh_crls().await {

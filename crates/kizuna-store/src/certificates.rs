@@ -239,3 +239,10 @@ pub fn last_revocation_ms(conn: &mut DbConn) -> Result<i64, StoreError> {
         .first(conn)?;
     Ok(certs.unwrap_or(0).max(cas.unwrap_or(0)))
 }
+
+/// What the TLS trust depends on: the newest revocation (Unix ms) and the
+/// number of facilities that issue certificates (a new facility CA needs a CRL
+/// before its certificates can be verified). Nodes poll it.
+pub fn trust_state(conn: &mut DbConn) -> Result<(i64, usize), StoreError> {
+    Ok((last_revocation_ms(conn)?, issuing_facilities(conn)?.len()))
+}

@@ -331,8 +331,8 @@ impl Service {
                                 ),
                             )?;
                             return Ok((
-                                Err(ServiceError::Unauthorized(
-                                    "certificate does not match the session",
+                                Err(ServiceError::CertificateRejected(
+                                    "the session is bound to another device's certificate",
                                 )),
                                 Some(session.id),
                             ));
@@ -430,8 +430,8 @@ impl Service {
             })?;
         let bound = claims.cnf.as_ref().map(|c| c.x5t_s256.as_str());
         if bound.is_some() && !thumbprints_match(bound, ctx.peer.as_ref()) {
-            return Err(ServiceError::Unauthorized(
-                "token is bound to another certificate",
+            return Err(ServiceError::CertificateRejected(
+                "the token is bound to another device's certificate",
             ));
         }
         let user_id: i64 = claims
