@@ -281,6 +281,14 @@ pub(crate) fn check_presented(
             "certificate expired or not yet valid",
         ));
     }
+    if directory::facility(conn, FacilityId(row.facility_id))?
+        .ca_revoked_at
+        .is_some()
+    {
+        return Err(ServiceError::CertificateRejected(
+            "the facility's certificate authority is revoked",
+        ));
+    }
     Ok(row)
 }
 
@@ -590,14 +598,30 @@ impl Service {
                 if state != previous {
                     if state.0 > previous.0 {
                         let since = previous.0;
-                        match svc
-                            .blocking(move |conn| Ok(certificates::revoked_since(conn, since)?))
-                            .await
-                        {
-                            Ok(rows) => {
-                                for r in rows {
+                        let revoked = svc
+                            .blocking(move |conn| {
+                                let mut serials: Vec<String> =
+                                    certificates::revoked_since(conn, since)?
+                                        .into_iter()
+                                        .map(|r| r.serial)
+                                        .collect();
+                                for (facility, at) in certificates::revoked_facility_cas(conn)? {
+                                    if at > since {
+                                        serials.extend(
+                                            certificates::of_facility(conn, facility)?
+                                                .into_iter()
+                                                .map(|r| r.serial),
+                                        );
+                                    }
+                                }
+                                Ok(serials)
+                            })
+                            .await;
+                        match revoked {
+                            Ok(serials) => {
+                                for serial in serials {
                                     svc.hub().close(
-                                        &Selector::CertSerial(r.serial),
+                                        &Selector::CertSerial(serial),
                                         CloseReason::CertificateRevoked,
                                     );
                                 }

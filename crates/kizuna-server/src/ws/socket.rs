@@ -191,6 +191,9 @@ impl Socket {
                 return Ok(());
             }
             Err(ServiceError::AccountDisabled) => kizuna_realtime::CloseReason::AccountDisabled,
+            Err(ServiceError::CertificateRejected(_)) => {
+                kizuna_realtime::CloseReason::CertificateRevoked
+            }
             Err(ServiceError::Unauthorized(_) | ServiceError::NotFound) => {
                 kizuna_realtime::CloseReason::SessionEnded
             }

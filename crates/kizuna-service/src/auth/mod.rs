@@ -482,7 +482,7 @@ impl Service {
         &self,
         p: &Principal,
     ) -> ServiceResult<std::collections::HashSet<kizuna_domain::TimelineId>> {
-        let (sid, uid) = (p.session_id, p.user_id);
+        let (sid, uid, peer) = (p.session_id, p.user_id, p.ctx.peer.clone());
         self.blocking(move |conn| {
             // The account first: disabling it also ends its sessions, and
             // "account disabled" is the more useful reason to give.
@@ -493,6 +493,9 @@ impl Service {
             let session = sessions::session(conn, sid)?;
             if session.revoked_at.is_some() || session.expires_at <= kizuna_store::now_ms() {
                 return Err(ServiceError::Unauthorized("session ended"));
+            }
+            if let Some(peer) = &peer {
+                crate::pki::check_presented(conn, &peer.serial, &peer.thumbprint)?;
             }
             crate::timeline::readable_timelines(conn, &actor)
         })
