@@ -1,0 +1,272 @@
+//! Patients, groups and membership.
+
+use super::*;
+
+impl Service {
+    /// Registers a patient and creates the patient group; the registering staff
+    /// member (or, from the CLI, the named `owner`) owns the group.
+    pub async fn create_patient(
+        &self,
+        caller: Caller<'_>,
+        facility: FacilityId,
+        name: Name,
+        owner: Option<UserId>,
+    ) -> ServiceResult<GroupView> {
+        let caller = CallerInfo::from(caller);
+        self.blocking(move |conn| {
+            if let Err(e) = allow(
+                conn,
+                &caller,
+                Action::Admin(AdminOp::CreatePatient { facility }),
+            ) {
+                return denied(conn, &caller, "admin.create_patient", e);
+            }
+            directory::facility(conn, facility)
+                .map_err(|_| invalid("facility_id names no facility"))?;
+            let Some(owner) = caller.user.or(owner) else {
+                return Err(invalid(
+                    "the CLI must name an owner for a new patient group (--owner)",
+                ));
+            };
+            let u = directory::user(conn, owner).map_err(|_| invalid("owner names no user"))?;
+            if u.kind()? != UserKind::Staff || u.facility_id != Some(facility.get()) {
+                return Err(invalid("the owner must be staff of the patient's facility"));
+            }
+            transaction(conn, |conn| {
+                let g = directory::create_patient_group(
+                    conn,
+                    facility,
+                    name.expose(),
+                    owner,
+                    Some(owner),
+                )?;
+                audit(
+                    conn,
+                    &caller,
+                    AuditEntry {
+                        action: "admin.create_patient",
+                        outcome: "ok",
+                        facility_id: Some(facility.get()),
+                        patient_id: g.patient.as_ref().map(|p| p.id),
+                        group_id: Some(g.group.id),
+                        ..Default::default()
+                    },
+                )?;
+                group_view(&g)
+            })
+        })
+        .await
+    }
+
+    /// Creates a free group or community owned by the caller (or, from the
+    /// CLI, the named `owner`).
+    pub async fn create_group(
+        &self,
+        caller: Caller<'_>,
+        kind: GroupKind,
+        name: Name,
+        owner: Option<UserId>,
+    ) -> ServiceResult<GroupView> {
+        if kind == GroupKind::Patient {
+            return Err(invalid(
+                "patient groups are created by registering a patient",
+            ));
+        }
+        let caller = CallerInfo::from(caller);
+        self.blocking(move |conn| {
+            if let Err(e) = allow(conn, &caller, Action::Admin(AdminOp::CreateGroup { kind })) {
+                return denied(conn, &caller, "admin.create_group", e);
+            }
+            let Some(owner_id) = caller.user.or(owner) else {
+                return Err(invalid(
+                    "the CLI must name an owner for a new group (--owner)",
+                ));
+            };
+            let owner_row =
+                directory::user(conn, owner_id).map_err(|_| invalid("owner names no user"))?;
+            if !may_join(owner_row.kind()?, kind) {
+                return Err(invalid(
+                    "this kind of account cannot own this kind of group",
+                ));
+            }
+            transaction(conn, |conn| {
+                let g = directory::create_group(
+                    conn,
+                    kind,
+                    name.expose(),
+                    owner_row.facility_id.map(FacilityId),
+                    owner_id,
+                )?;
+                audit(
+                    conn,
+                    &caller,
+                    AuditEntry {
+                        action: "admin.create_group",
+                        outcome: "ok",
+                        group_id: Some(g.group.id),
+                        facility_id: owner_row.facility_id,
+                        ..Default::default()
+                    },
+                )?;
+                group_view(&g)
+            })
+        })
+        .await
+    }
+
+    /// A group with its timelines and members.
+    pub async fn group(&self, caller: Caller<'_>, group: GroupId) -> ServiceResult<GroupView> {
+        let caller = CallerInfo::from(caller);
+        self.blocking(move |conn| {
+            let g = directory::group(conn, group)?;
+            let group_facts = facts(conn, &caller, &g)?;
+            allow(conn, &caller, Action::ViewGroup { group: group_facts })?;
+            let timelines = directory::group_timelines(conn, group)?;
+            let mut v = group_view(&GroupWithTimelines {
+                group: g,
+                timelines,
+                patient: None,
+            })?;
+            v.members = directory::members(conn, group)?
+                .into_iter()
+                .map(|(m, a)| {
+                    let author = a.author()?;
+                    let mm = m.membership()?;
+                    Ok(MemberView {
+                        user_id: author.user_id,
+                        display_name: author.display_name,
+                        kind: author.kind,
+                        role: mm.role,
+                        visibility: mm.visibility,
+                    })
+                })
+                .collect::<ServiceResult<_>>()?;
+            Ok(v)
+        })
+        .await
+    }
+
+    /// Adds a member. Patients and family members see the family timeline only,
+    /// whatever is asked.
+    pub async fn add_member(
+        &self,
+        caller: Caller<'_>,
+        group: GroupId,
+        user: UserId,
+        role: GroupRole,
+    ) -> ServiceResult<MemberView> {
+        let caller = CallerInfo::from(caller);
+        self.blocking(move |conn| {
+            let g = match directory::group(conn, group) {
+                Ok(g) => g,
+                Err(kizuna_store::StoreError::NotFound) => {
+                    return denied(conn, &caller, "admin.add_member", ServiceError::NotFound);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let action = Action::ManageMembers {
+                group: facts(conn, &caller, &g)?,
+                target_is_self: false,
+            };
+            if let Err(e) = allow(conn, &caller, action) {
+                return denied(conn, &caller, "admin.add_member", e);
+            }
+            let u = directory::user(conn, user).map_err(|_| invalid("user_id names no user"))?;
+            let kind = u.kind()?;
+            if !may_join(kind, g.kind()?) {
+                return Err(invalid(
+                    "this kind of account cannot join this kind of group",
+                ));
+            }
+            if u.status()? != UserStatus::Active {
+                return Err(invalid("the account is disabled"));
+            }
+            let visibility = visibility_for(kind, Visibility::All);
+            let role = if visibility == Visibility::FamilyOnly {
+                GroupRole::Member
+            } else {
+                role
+            };
+            transaction(conn, |conn| {
+                directory::add_member(conn, group, user, role, visibility)?;
+                audit(
+                    conn,
+                    &caller,
+                    AuditEntry {
+                        action: "admin.add_member",
+                        outcome: "ok",
+                        group_id: Some(group.get()),
+                        patient_id: g.patient_id,
+                        subject_user_id: Some(user.get()),
+                        detail: Some(format!("role={role} visibility={visibility}")),
+                        ..Default::default()
+                    },
+                )
+            })?;
+            let author = u.author()?;
+            Ok(MemberView {
+                user_id: user,
+                display_name: author.display_name,
+                kind,
+                role,
+                visibility,
+            })
+        })
+        .await
+    }
+
+    /// Removes a member (or lets a member leave) and closes their live
+    /// connections; they reconnect without the group's timelines.
+    pub async fn remove_member(
+        &self,
+        caller: Caller<'_>,
+        group: GroupId,
+        user: UserId,
+    ) -> ServiceResult<()> {
+        let caller = CallerInfo::from(caller);
+        self.blocking(move |conn| {
+            let g = directory::group(conn, group)?;
+            let action = Action::ManageMembers {
+                group: facts(conn, &caller, &g)?,
+                target_is_self: caller.user == Some(user),
+            };
+            if let Err(e) = allow(conn, &caller, action) {
+                return denied(conn, &caller, "admin.remove_member", e);
+            }
+            transaction(conn, |conn| {
+                directory::remove_member(conn, group, user)?;
+                audit(
+                    conn,
+                    &caller,
+                    AuditEntry {
+                        action: "admin.remove_member",
+                        outcome: "ok",
+                        group_id: Some(group.get()),
+                        patient_id: g.patient_id,
+                        subject_user_id: Some(user.get()),
+                        ..Default::default()
+                    },
+                )
+            })
+        })
+        .await?;
+        self.close_connections(Selector::User(user), CloseReason::MembershipChanged)
+            .await;
+        Ok(())
+    }
+}
+
+/// The access-control facts of a group for a caller.
+fn facts(conn: &mut DbConn, caller: &CallerInfo, g: &GroupRow) -> ServiceResult<GroupFacts> {
+    let membership = match caller.user {
+        Some(uid) => directory::membership(conn, GroupId(g.id), uid)?
+            .map(|m| m.membership())
+            .transpose()?,
+        None => None,
+    };
+    Ok(GroupFacts {
+        kind: g.kind()?,
+        owner_facility: g.owner_facility_id.map(FacilityId),
+        membership,
+    })
+}
