@@ -169,7 +169,7 @@ fn print(v: &impl serde::Serialize) -> Result<()> {
 
 /// Runs one admin command.
 pub async fn run(settings: Settings, cmd: AdminCommand) -> Result<()> {
-    let svc = build_service(&settings, CaMode::IfPresent).await?;
+    let svc = build_service(&settings, CaMode::None).await?;
     let cli = Caller::Cli;
     let user_id = |login: String| {
         let svc = svc.clone();

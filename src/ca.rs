@@ -72,6 +72,9 @@ pub enum CaCommand {
         #[arg(long)]
         facility: i64,
     },
+    /// Re-sign the root CRL (needs the root key; `serve` does it by itself when
+    /// the key is present and the CRL expires within 30 days).
+    RootCrl,
     /// Write the current CRLs (PEM bundle and one DER file each) for publication.
     Crl {
         /// Output directory.
@@ -105,6 +108,13 @@ pub async fn run(settings: Settings, cmd: CaCommand) -> Result<()> {
             "issuing": dir.join("issuing.pem"),
         }));
     }
+    if let CaCommand::RootCrl = &cmd {
+        let written = crate::serve::renew_root_crl(&settings, true)?;
+        if !written {
+            bail!("the root key is not in the CA directory; bring it online and retry");
+        }
+        return print(&serde_json::json!({"root_crl": settings.ca_dir().join("root.crl.pem")}));
+    }
     let svc = build_service(&settings, CaMode::Required).await?;
     let cli = Caller::Cli;
     let user_id = |login: String| {
@@ -117,7 +127,7 @@ pub async fn run(settings: Settings, cmd: CaCommand) -> Result<()> {
         }
     };
     match cmd {
-        CaCommand::Init { .. } => unreachable_init()?,
+        CaCommand::Init { .. } | CaCommand::RootCrl => unreachable_init()?,
         CaCommand::Issue {
             user,
             device,
@@ -184,7 +194,7 @@ pub async fn run(settings: Settings, cmd: CaCommand) -> Result<()> {
 }
 
 fn unreachable_init() -> Result<()> {
-    bail!("init is handled before the service is built")
+    bail!("init and root-crl are handled before the service is built")
 }
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {

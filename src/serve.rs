@@ -36,8 +36,46 @@ pub enum CaMode {
     Dev,
     /// `serve` in production: the CA must exist (`kizuna ca init`).
     Required,
-    /// Command-line tools: use the CA if there is one.
-    IfPresent,
+    /// Command-line tools that never issue: no CA (so no passphrase needed).
+    None,
+}
+
+/// Re-signs the root CRL when it expires within 30 days (`force`: now).
+/// Needs the root key; where it is kept offline, says loudly what to do.
+/// Returns whether a new root CRL was written.
+pub fn renew_root_crl(settings: &Settings, force: bool) -> Result<bool> {
+    let dir = kizuna_ca::CaDirectory::new(settings.ca_dir());
+    let current = dir.read_root_crl().context("reading the root CRL")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let due = current.next_update_unix() - 30 * 86_400;
+    if !force && now < due {
+        return Ok(false);
+    }
+    if !dir.root_key_path().exists() {
+        tracing::error!(
+            next_update = current.next_update_unix(),
+            "the root CRL expires soon and the root key is offline: bring it online and run `kizuna ca root-crl`, or every client-certificate handshake will fail once it expires"
+        );
+        return Ok(false);
+    }
+    let root = dir
+        .load_root(ca_passphrase().as_deref())
+        .context("loading the root CA")?;
+    let next = root
+        .root_crl(
+            &[],
+            current.crl_number() + 1,
+            kizuna_ca::ROOT_CRL_NEXT_UPDATE_SECONDS,
+        )
+        .context("signing the root CRL")?;
+    dir.write_root_crl(&next).context("writing the root CRL")?;
+    tracing::warn!(
+        next_update = next.next_update_unix(),
+        "re-signed the root CRL"
+    );
+    Ok(true)
 }
 
 fn ca_passphrase() -> Option<String> {
@@ -64,15 +102,7 @@ fn load_ca(settings: &Settings, mode: CaMode) -> Result<Option<kizuna_ca::Certif
                 )
             })?,
         )),
-        CaMode::IfPresent => {
-            if kizuna_ca::CaDirectory::new(&dir).is_initialized() {
-                Ok(Some(
-                    kizuna_ca::load(&dir, ca_passphrase().as_deref()).context("loading the CA")?,
-                ))
-            } else {
-                Ok(None)
-            }
-        }
+        CaMode::None => Ok(None),
     }
 }
 
@@ -185,6 +215,7 @@ pub async fn run(mut settings: Settings, args: ServeArgs) -> Result<()> {
     };
     let service = build_service(&settings, mode).await?;
     let pki = service.pki_handle().context("the CA is loaded")?;
+    renew_root_crl(&settings, false)?;
     let (chain, key) = if settings.is_dev() {
         dev_tls(&settings, pki.ca())?
     } else {

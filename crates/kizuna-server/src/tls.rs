@@ -134,7 +134,20 @@ impl ClientCertVerifier for ReloadableVerifier {
             .current()
             .verify_client_cert(end_entity, intermediates, now);
         if let Err(e) = &result {
-            tracing::info!(error = %e, "client certificate refused in the handshake");
+            let crl_expired = matches!(
+                e,
+                TlsErr::InvalidCertificate(rustls::CertificateError::ExpiredRevocationList)
+                    | TlsErr::InvalidCertificate(
+                        rustls::CertificateError::ExpiredRevocationListContext { .. }
+                    )
+            );
+            if crl_expired {
+                // Every certificate handshake fails until the CRLs are
+                // re-signed: an operator must act.
+                tracing::error!(error = %e, "client certificate refused: a CRL has EXPIRED (fail closed)");
+            } else {
+                tracing::info!(error = %e, "client certificate refused in the handshake");
+            }
         }
         result
     }

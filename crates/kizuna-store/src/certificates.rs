@@ -219,30 +219,35 @@ pub fn revoked_facility_cas(conn: &mut DbConn) -> Result<Vec<(FacilityId, i64)>,
         .collect())
 }
 
-/// Certificates revoked after `after_ms` (Unix ms), oldest first: what a node
-/// polls to close sockets and reload its CRLs.
-pub fn revoked_since(conn: &mut DbConn, after_ms: i64) -> Result<Vec<CertificateRow>, StoreError> {
-    Ok(client_certificates::table
-        .filter(client_certificates::revoked_at.gt(after_ms))
-        .order(client_certificates::revoked_at)
-        .load(conn)?)
-}
-
-/// The newest revocation time of a certificate or a facility CA (Unix ms; 0 when none).
-pub fn last_revocation_ms(conn: &mut DbConn) -> Result<i64, StoreError> {
-    use diesel::dsl::max;
-    let certs: Option<i64> = client_certificates::table
-        .select(max(client_certificates::revoked_at))
-        .first(conn)?;
-    let cas: Option<i64> = facilities::table
-        .select(max(facilities::ca_revoked_at))
-        .first(conn)?;
-    Ok(certs.unwrap_or(0).max(cas.unwrap_or(0)))
-}
-
 /// What the TLS trust depends on: the newest revocation (Unix ms) and the
 /// number of facilities that issue certificates (a new facility CA needs a CRL
 /// before its certificates can be verified). Nodes poll it.
-pub fn trust_state(conn: &mut DbConn) -> Result<(i64, usize), StoreError> {
-    Ok((last_revocation_ms(conn)?, issuing_facilities(conn)?.len()))
+pub fn trust_state(conn: &mut DbConn) -> Result<(i64, i64, usize), StoreError> {
+    // Counts, not timestamps: revocation times come from each node's clock.
+    let revoked: i64 = client_certificates::table
+        .filter(client_certificates::status.eq(REVOKED))
+        .count()
+        .get_result(conn)?;
+    let cas: i64 = facilities::table
+        .filter(facilities::ca_revoked_at.is_not_null())
+        .count()
+        .get_result(conn)?;
+    Ok((revoked, cas, issuing_facilities(conn)?.len()))
+}
+
+/// Serials that must not be used: revoked certificates and every certificate
+/// of a facility whose CA is revoked.
+pub fn untrusted_serials(
+    conn: &mut DbConn,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut out: std::collections::HashSet<String> = client_certificates::table
+        .filter(client_certificates::status.eq(REVOKED))
+        .select(client_certificates::serial)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    for (facility, _) in revoked_facility_cas(conn)? {
+        out.extend(of_facility(conn, facility)?.into_iter().map(|r| r.serial));
+    }
+    Ok(out)
 }

@@ -341,6 +341,42 @@ impl Service {
                         if user.status()? != UserStatus::Active {
                             return Ok((Err(ServiceError::AccountDisabled), None));
                         }
+                        // The second factor is re-checked at every refresh: the
+                        // certificate must still be active, and a session made
+                        // without one ends once the facility requires it.
+                        let refused = match &ctx.peer {
+                            Some(peer) => {
+                                crate::pki::check_presented(conn, &peer.serial, &peer.thumbprint)
+                                    .err()
+                            }
+                            None => {
+                                let required = match user.facility_id {
+                                    Some(f) => {
+                                        directory::facility(conn, kizuna_domain::FacilityId(f))?
+                                            .require_client_cert
+                                    }
+                                    None => false,
+                                };
+                                required.then_some(ServiceError::CertificateRequired)
+                            }
+                        };
+                        if let Some(e) = refused {
+                            sessions::revoke_session(
+                                conn,
+                                SessionId(session.id),
+                                "refresh_certificate_check",
+                            )?;
+                            record(
+                                conn,
+                                &ctx,
+                                fail_entry(
+                                    "auth.refresh",
+                                    Some(session.user_id),
+                                    e.code().as_str(),
+                                ),
+                            )?;
+                            return Ok((Err(e), Some(session.id)));
+                        }
                         let (access, _) = svc
                             .inner
                             .tokens

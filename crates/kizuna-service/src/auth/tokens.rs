@@ -149,8 +149,17 @@ impl TokenKeys {
         dir: &Path,
         settings: TokenSettings,
     ) -> Result<(TokenKeys, bool), String> {
+        let existed = dir.exists();
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        #[cfg(unix)]
+        if !existed {
+            // A directory we create is private to the service account; one the
+            // operator made is left as they set it.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))?;
+        }
         let current = dir.join(CURRENT_KEY_FILE);
         let mut created = false;
         if !current.exists() {

@@ -108,7 +108,9 @@ impl Service {
     pub fn spawn_revocation_watcher(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
-            let mut last_state: Option<(i64, usize)> = None;
+            let mut last_state: Option<(i64, i64, usize)> = None;
+            // Serials known to be untrusted, so that only new ones close sockets.
+            let mut untrusted: Option<std::collections::HashSet<String>> = None;
             let mut last_crl = std::time::Instant::now();
             let mut tick = tokio::time::interval(interval);
             loop {
@@ -125,55 +127,38 @@ impl Service {
                         continue;
                     }
                 };
-                let Some(previous) = last_state.replace(state) else {
+                if last_state.replace(state) == Some(state) {
+                    if last_crl.elapsed() > Duration::from_secs(3600) {
+                        if let Err(e) = svc.refresh_crls().await {
+                            tracing::error!(error = %e, "hourly CRL rebuild failed; CRLs expire in at most 24 h and then every handshake with a client certificate fails");
+                        }
+                        last_crl = std::time::Instant::now();
+                    }
                     continue;
-                };
-                if state != previous {
-                    if state.0 > previous.0 {
-                        let since = previous.0;
-                        let revoked = svc
-                            .blocking(move |conn| {
-                                let mut serials: Vec<String> =
-                                    certificates::revoked_since(conn, since)?
-                                        .into_iter()
-                                        .map(|r| r.serial)
-                                        .collect();
-                                for (facility, at) in certificates::revoked_facility_cas(conn)? {
-                                    if at > since {
-                                        serials.extend(
-                                            certificates::of_facility(conn, facility)?
-                                                .into_iter()
-                                                .map(|r| r.serial),
-                                        );
-                                    }
-                                }
-                                Ok(serials)
-                            })
-                            .await;
-                        match revoked {
-                            Ok(serials) => {
-                                for serial in serials {
-                                    svc.hub().close(
-                                        &Selector::CertSerial(serial),
-                                        CloseReason::CertificateRevoked,
-                                    );
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "revocation watcher could not read revocations")
+                }
+                match svc
+                    .blocking(|conn| Ok(certificates::untrusted_serials(conn)?))
+                    .await
+                {
+                    Ok(now_untrusted) => {
+                        if let Some(known) = &untrusted {
+                            for serial in now_untrusted.difference(known) {
+                                svc.hub().close(
+                                    &Selector::CertSerial(serial.clone()),
+                                    CloseReason::CertificateRevoked,
+                                );
                             }
                         }
+                        untrusted = Some(now_untrusted);
                     }
-                    if let Err(e) = svc.refresh_crls().await {
-                        tracing::error!(error = %e, "CRL rebuild failed");
+                    Err(e) => {
+                        tracing::warn!(error = %e, "revocation watcher could not read revocations")
                     }
-                    last_crl = std::time::Instant::now();
-                } else if last_crl.elapsed() > Duration::from_secs(3600) {
-                    if let Err(e) = svc.refresh_crls().await {
-                        tracing::error!(error = %e, "hourly CRL rebuild failed; CRLs expire in at most 24 h and then every handshake with a client certificate fails");
-                    }
-                    last_crl = std::time::Instant::now();
                 }
+                if let Err(e) = svc.refresh_crls().await {
+                    tracing::error!(error = %e, "CRL rebuild failed");
+                }
+                last_crl = std::time::Instant::now();
             }
         })
     }

@@ -29,23 +29,23 @@ impl Service {
         let host = self.pki()?.service_host.clone();
         let issued = self
             .blocking(move |conn| {
-                let target = directory::user(conn, user).map_err(|_| ServiceError::NotFound)?;
-                let Some(facility) = target.facility_id.map(FacilityId) else {
-                    return denied(
-                        conn,
-                        &caller,
-                        "cert.issue",
-                        ServiceError::Invalid(
-                            "certificates are issued to staff and patients of a facility".into(),
-                        ),
-                    );
+                // Accounts the caller may not manage answer like missing ones: ids of
+                // other facilities never reveal whether they exist.
+                let target = match directory::user(conn, user) {
+                    Ok(t) => t,
+                    Err(_) => return denied(conn, &caller, "cert.issue", ServiceError::NotFound),
                 };
-                if let Err(e) = allow(
+                let Some(facility) = target.facility_id.map(FacilityId) else {
+                    return denied(conn, &caller, "cert.issue", ServiceError::NotFound);
+                };
+                if allow(
                     conn,
                     &caller,
                     Action::Admin(AdminOp::ManageCertificates { facility }),
-                ) {
-                    return denied(conn, &caller, "cert.issue", e);
+                )
+                .is_err()
+                {
+                    return denied(conn, &caller, "cert.issue", ServiceError::NotFound);
                 }
                 if target.status()? != UserStatus::Active {
                     return Err(ServiceError::Invalid("the account is disabled".into()));
@@ -123,17 +123,21 @@ impl Service {
     ) -> ServiceResult<Vec<CertificateView>> {
         let caller = CallerInfo::from(caller);
         self.blocking(move |conn| {
-            let target = directory::user(conn, user).map_err(|_| ServiceError::NotFound)?;
-            let facility = target
-                .facility_id
-                .map(FacilityId)
-                .ok_or(ServiceError::NotFound)?;
-            allow(
-                conn,
-                &caller,
-                Action::Admin(AdminOp::ManageCertificates { facility }),
-            )
-            .map_err(|_| ServiceError::NotFound)?;
+            let allowed = match directory::user(conn, user) {
+                Ok(t) => match t.facility_id.map(FacilityId) {
+                    Some(facility) => allow(
+                        conn,
+                        &caller,
+                        Action::Admin(AdminOp::ManageCertificates { facility }),
+                    )
+                    .is_ok(),
+                    None => false,
+                },
+                Err(_) => false,
+            };
+            if !allowed {
+                return denied(conn, &caller, "cert.list", ServiceError::NotFound);
+            }
             Ok(certificates::of_user(conn, user)?
                 .iter()
                 .map(CertificateView::from)

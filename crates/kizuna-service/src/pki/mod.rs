@@ -130,9 +130,9 @@ pub struct CertificateView {
     pub device_label: String,
     /// `csr`, `pkcs12` or `renewal`.
     pub method: String,
-    /// Unix seconds.
+    /// Start of validity, Unix ms.
     pub not_before: i64,
-    /// Unix seconds.
+    /// End of validity, Unix ms.
     pub not_after: i64,
     /// `active` or `revoked`.
     pub status: String,
@@ -151,8 +151,8 @@ impl From<&CertificateRow> for CertificateView {
             facility_id: FacilityId(r.facility_id),
             device_label: r.device_label.clone(),
             method: r.method.clone(),
-            not_before: r.not_before,
-            not_after: r.not_after,
+            not_before: r.not_before * 1000,
+            not_after: r.not_after * 1000,
             status: r.status.clone(),
             revoked_at: r.revoked_at,
             revoke_reason: r.revoke_reason.clone(),
