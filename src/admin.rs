@@ -26,6 +26,15 @@ pub enum AdminCommand {
         #[arg(long)]
         password_only: bool,
     },
+    /// Set whether a facility's staff need a client certificate to log in.
+    SetFacilityPolicy {
+        /// Facility id.
+        #[arg(long)]
+        facility: i64,
+        /// true: certificate and password; false: password only.
+        #[arg(long, action = clap::ArgAction::Set)]
+        require_client_cert: bool,
+    },
     /// Create an account. The password is read from the environment variable
     /// named by --password-env (default KIZUNA_NEW_PASSWORD), or from stdin
     /// with --password-stdin.
@@ -186,6 +195,13 @@ pub async fn run(settings: Settings, cmd: AdminCommand) -> Result<()> {
             password_only,
         } => print(
             &svc.create_facility(cli, name(n, "name")?, !password_only)
+                .await?,
+        )?,
+        AdminCommand::SetFacilityPolicy {
+            facility,
+            require_client_cert,
+        } => print(
+            &svc.set_facility_policy(cli, FacilityId(facility), require_client_cert)
                 .await?,
         )?,
         AdminCommand::CreateUser {

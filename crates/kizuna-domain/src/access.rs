@@ -107,6 +107,11 @@ pub enum AdminOp {
     /// Revoke a facility's whole certificate authority (every certificate it
     /// issued stops working).
     RevokeFacilityCa,
+    /// Change a facility's policy (e.g. whether a client certificate is required).
+    EditFacilityPolicy {
+        /// The facility.
+        facility: FacilityId,
+    },
     /// Disable or re-enable an account.
     SetUserStatus {
         /// The account's facility.
@@ -324,7 +329,7 @@ fn decide_admin(actor: &Actor, op: AdminOp) -> Decision {
         AdminOp::ListFacilities | AdminOp::RevokeFacilityCa => false,
         // Each facility's admins issue and revoke the certificates of their
         // own facility's devices, and no other.
-        AdminOp::ManageCertificates { facility } => {
+        AdminOp::ManageCertificates { facility } | AdminOp::EditFacilityPolicy { facility } => {
             is_facility_admin && actor.facility_id == Some(facility)
         }
         // A facility admin enables and disables the staff and patient accounts

@@ -716,3 +716,44 @@ fn admin_table() {
         );
     }
 }
+
+#[test]
+fn admin_table_for_accounts_certificates_and_policies() {
+    let mut admin = staff(OWNING);
+    admin.facility_role = Some(FacilityRole::Admin);
+    let operator = of_kind(UserKind::Operator);
+    let nurse = staff(OWNING);
+    let family = of_kind(UserKind::Family);
+    use AdminOp::*;
+    #[rustfmt::skip]
+    let cases: &[(&str, Actor, AdminOp, char)] = &[
+        ("operator registers a patient", operator, CreatePatient { facility: OWNING }, 'P'),
+        ("operator lists facilities", operator, ListFacilities, 'A'),
+        ("facility admin lists facilities", admin, ListFacilities, 'P'),
+        ("admin disables own staff", admin, SetUserStatus { facility: Some(OWNING), kind: UserKind::Staff }, 'A'),
+        ("admin disables own patient", admin, SetUserStatus { facility: Some(OWNING), kind: UserKind::Patient }, 'A'),
+        ("admin disables other facility's staff", admin, SetUserStatus { facility: Some(OTHER), kind: UserKind::Staff }, 'P'),
+        ("admin disables a family account", admin, SetUserStatus { facility: None, kind: UserKind::Family }, 'P'),
+        ("admin disables the operator", admin, SetUserStatus { facility: None, kind: UserKind::Operator }, 'P'),
+        ("nurse disables a colleague", nurse, SetUserStatus { facility: Some(OWNING), kind: UserKind::Staff }, 'P'),
+        ("operator disables anyone", operator, SetUserStatus { facility: None, kind: UserKind::Company }, 'A'),
+        ("admin manages own facility's certificates", admin, ManageCertificates { facility: OWNING }, 'A'),
+        ("admin manages other facility's certificates", admin, ManageCertificates { facility: OTHER }, 'P'),
+        ("nurse manages certificates", nurse, ManageCertificates { facility: OWNING }, 'P'),
+        ("family manages certificates", family, ManageCertificates { facility: OWNING }, 'P'),
+        ("operator manages any facility's certificates", operator, ManageCertificates { facility: OTHER }, 'A'),
+        ("admin revokes a facility CA", admin, RevokeFacilityCa, 'P'),
+        ("operator revokes a facility CA", operator, RevokeFacilityCa, 'A'),
+        ("admin edits own facility's policy", admin, EditFacilityPolicy { facility: OWNING }, 'A'),
+        ("admin edits other facility's policy", admin, EditFacilityPolicy { facility: OTHER }, 'P'),
+        ("nurse edits the policy", nurse, EditFacilityPolicy { facility: OWNING }, 'P'),
+        ("operator edits any policy", operator, EditFacilityPolicy { facility: OTHER }, 'A'),
+    ];
+    for (name, actor, op, expected) in cases {
+        assert_eq!(
+            outcome(decide(actor, &Action::Admin(*op))),
+            *expected,
+            "{name}"
+        );
+    }
+}

@@ -18,6 +18,7 @@ pub(crate) fn scope() -> actix_web::Scope {
     web::scope("/admin")
         .route("/facilities", web::post().to(create_facility))
         .route("/facilities", web::get().to(list_facilities))
+        .route("/facilities/{id}", web::patch().to(set_facility_policy))
         .route("/users", web::post().to(create_user))
         .route("/users/{id}/disable", web::post().to(disable_user))
         .route("/users/{id}/enable", web::post().to(enable_user))
@@ -104,6 +105,30 @@ async fn create_facility(
         .create_facility(Caller::User(&who.0), b.name, b.require_client_cert)
         .await?;
     Ok(HttpResponse::Created().json(f))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyBody {
+    require_client_cert: bool,
+}
+
+async fn set_facility_policy(
+    state: web::Data<AppState>,
+    who: Authenticated,
+    path: web::Path<String>,
+    body: web::Json<PolicyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id_from_path(&path)?;
+    let f = state
+        .service
+        .set_facility_policy(
+            Caller::User(&who.0),
+            FacilityId(id),
+            body.require_client_cert,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(f))
 }
 
 async fn list_facilities(

@@ -40,6 +40,60 @@ impl Service {
         .await
     }
 
+    /// Sets whether a facility's staff need a client certificate to log in
+    /// (operator, or that facility's admin). Making it stricter ends
+    /// certificate-less sessions at their next refresh.
+    pub async fn set_facility_policy(
+        &self,
+        caller: Caller<'_>,
+        facility: FacilityId,
+        require_client_cert: bool,
+    ) -> ServiceResult<FacilityView> {
+        let caller = CallerInfo::from(caller);
+        self.blocking(move |conn| {
+            if allow(
+                conn,
+                &caller,
+                Action::Admin(AdminOp::EditFacilityPolicy { facility }),
+            )
+            .is_err()
+            {
+                return denied(
+                    conn,
+                    &caller,
+                    "admin.set_facility_policy",
+                    ServiceError::NotFound,
+                );
+            }
+            transaction(conn, |conn| {
+                kizuna_store::certificates::set_require_client_cert(
+                    conn,
+                    facility,
+                    require_client_cert,
+                )?;
+                audit(
+                    conn,
+                    &caller,
+                    AuditEntry {
+                        action: "admin.set_facility_policy",
+                        outcome: "ok",
+                        facility_id: Some(facility.get()),
+                        detail: Some(format!("require_client_cert={require_client_cert}")),
+                        ..Default::default()
+                    },
+                )?;
+                let f = directory::facility(conn, facility)?;
+                Ok(FacilityView {
+                    id: facility,
+                    name: Name::parse(f.name)
+                        .map_err(|_| ServiceError::Internal("stored name invalid".into()))?,
+                    require_client_cert: f.require_client_cert,
+                })
+            })
+        })
+        .await
+    }
+
     /// Lists facilities (operator).
     pub async fn facilities(&self, caller: Caller<'_>) -> ServiceResult<Vec<FacilityView>> {
         let caller = CallerInfo::from(caller);
