@@ -143,6 +143,26 @@ impl TestServer {
         serde_json::from_slice(&out.stdout).expect("admin prints JSON")
     }
 
+    /// Runs the `kizuna` binary with any arguments (`ca …`, `admin …`,
+    /// `serve` with a bad configuration) against the same database and data
+    /// directory, with extra environment variables; returns its output
+    /// whatever the exit status.
+    pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut c = self.command();
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run kizuna {args:?}: {e}"))
+    }
+
+    /// The server process's id (it must be running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is running").id()
+    }
+
     /// `kill -9`: no shutdown code runs.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -69,6 +69,11 @@ impl Service {
                 )
             })
             .await?;
+        // The facility's CA may be new: it needs a CRL before its certificates
+        // verify. (Other nodes and processes notice through their watcher.)
+        if let Err(e) = self.refresh_crls().await {
+            tracing::error!(error = %e, "CRLs could not be rebuilt after issuing a certificate");
+        }
         Ok(issued)
     }
 
