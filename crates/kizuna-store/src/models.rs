@@ -436,8 +436,8 @@ impl std::fmt::Debug for SessionRow {
     }
 }
 
-/// An audit entry.
-#[derive(Debug, Clone, Queryable)]
+/// An audit entry (also its export format: JSON lines, CSV).
+#[derive(Debug, Clone, Queryable, serde::Serialize)]
 #[diesel(table_name = audit_log)]
 pub struct AuditRow {
     /// Id.

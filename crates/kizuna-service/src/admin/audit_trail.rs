@@ -9,19 +9,14 @@ impl Service {
         &self,
         caller: Caller<'_>,
         filter: kizuna_store::audit::AuditFilter,
-    ) -> ServiceResult<Vec<AuditView>> {
+    ) -> ServiceResult<Vec<kizuna_store::models::AuditRow>> {
         if !matches!(caller, Caller::Cli) {
             return Err(ServiceError::Forbidden(
                 "the audit trail is read from the command line for now",
             ));
         }
-        self.blocking(move |conn| {
-            Ok(kizuna_store::audit::entries(conn, &filter)?
-                .into_iter()
-                .map(AuditView::from)
-                .collect())
-        })
-        .await
+        self.blocking(move |conn| Ok(kizuna_store::audit::entries(conn, &filter)?))
+            .await
     }
 
     /// Recomputes the audit trail's hash chain; returns how many entries were

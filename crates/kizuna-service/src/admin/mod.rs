@@ -8,9 +8,7 @@ mod audit_trail;
 mod groups;
 mod views;
 
-pub use views::{
-    AuditView, FacilityView, GroupView, MemberView, NewAccount, TimelineView, UserView,
-};
+pub use views::{FacilityView, GroupView, MemberView, NewAccount, TimelineView, UserView};
 use views::{group_view, user_view};
 
 use crate::Service;

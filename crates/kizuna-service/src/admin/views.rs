@@ -78,60 +78,6 @@ pub struct GroupView {
     pub members: Vec<MemberView>,
 }
 
-/// One audit entry, as exported.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditView {
-    /// Id (position in the chain).
-    pub id: i64,
-    /// Unix ms.
-    pub at: i64,
-    /// Who acted.
-    pub actor_user_id: Option<i64>,
-    /// What.
-    pub action: String,
-    /// `ok`, `denied`, `failed`.
-    pub outcome: String,
-    /// Facility concerned.
-    pub facility_id: Option<i64>,
-    /// Patient concerned.
-    pub patient_id: Option<i64>,
-    /// Group concerned.
-    pub group_id: Option<i64>,
-    /// Timeline concerned.
-    pub timeline_id: Option<i64>,
-    /// User acted upon.
-    pub subject_user_id: Option<i64>,
-    /// Codes and ids.
-    pub detail: Option<String>,
-    /// Client address.
-    pub remote_addr: Option<String>,
-    /// Client certificate serial.
-    pub cert_serial: Option<String>,
-    /// Hash of this entry (chained).
-    pub hash: String,
-}
-
-impl From<kizuna_store::models::AuditRow> for AuditView {
-    fn from(r: kizuna_store::models::AuditRow) -> Self {
-        AuditView {
-            id: r.id,
-            at: r.at,
-            actor_user_id: r.actor_user_id,
-            action: r.action,
-            outcome: r.outcome,
-            facility_id: r.facility_id,
-            patient_id: r.patient_id,
-            group_id: r.group_id,
-            timeline_id: r.timeline_id,
-            subject_user_id: r.subject_user_id,
-            detail: r.detail,
-            remote_addr: r.remote_addr,
-            cert_serial: r.cert_serial,
-            hash: r.hash,
-        }
-    }
-}
-
 /// A new account.
 pub struct NewAccount {
     /// Login name: 3–64 characters of `a-z A-Z 0-9 . _ - @`.

@@ -236,13 +236,7 @@ impl Service {
                     }
                 }
                 None => {
-                    let required = match user.facility_id {
-                        Some(f) => {
-                            directory::facility(conn, kizuna_domain::FacilityId(f))?
-                                .require_client_cert
-                        }
-                        None => false,
-                    };
+                    let required = facility_requires_certificate(conn, &user)?;
                     if required {
                         record(
                             conn,
@@ -350,13 +344,7 @@ impl Service {
                                     .err()
                             }
                             None => {
-                                let required = match user.facility_id {
-                                    Some(f) => {
-                                        directory::facility(conn, kizuna_domain::FacilityId(f))?
-                                            .require_client_cert
-                                    }
-                                    None => false,
-                                };
+                                let required = facility_requires_certificate(conn, &user)?;
                                 required.then_some(ServiceError::CertificateRequired)
                             }
                         };
@@ -537,6 +525,17 @@ impl Service {
         })
         .await
     }
+}
+
+/// Whether the user's facility requires a client certificate at login.
+fn facility_requires_certificate(
+    conn: &mut kizuna_store::DbConn,
+    user: &kizuna_store::models::UserRow,
+) -> ServiceResult<bool> {
+    Ok(match user.facility_id {
+        Some(f) => directory::facility(conn, kizuna_domain::FacilityId(f))?.require_client_cert,
+        None => false,
+    })
 }
 
 /// Whether the certificate on the connection matches a binding. No binding

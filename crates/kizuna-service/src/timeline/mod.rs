@@ -66,6 +66,27 @@ pub(crate) fn authorize(
     }
 }
 
+/// Whether the actor may read a timeline of a group they are a member of.
+pub(crate) fn may_read(
+    actor: &kizuna_domain::access::Actor,
+    t: &kizuna_store::models::TimelineRow,
+    g: &kizuna_store::models::GroupRow,
+    m: &kizuna_store::models::MemberRow,
+) -> ServiceResult<bool> {
+    let facts = GroupFacts {
+        kind: g.kind()?,
+        owner_facility: g.owner_facility_id.map(FacilityId),
+        membership: Some(m.membership()?),
+    };
+    let action = Action::Timeline {
+        op: TimelineOp::Read,
+        timeline: t.kind()?,
+        group: facts,
+        author: None,
+    };
+    Ok(decide(actor, &action) == Decision::Allow)
+}
+
 /// Every timeline the actor may read now (one query plus the access function
 /// per row).
 pub(crate) fn readable_timelines(
@@ -74,18 +95,7 @@ pub(crate) fn readable_timelines(
 ) -> ServiceResult<std::collections::HashSet<TimelineId>> {
     let mut out = std::collections::HashSet::new();
     for (t, g, m, _) in directory::timelines_of_user(conn, actor.user_id)? {
-        let facts = GroupFacts {
-            kind: g.kind()?,
-            owner_facility: g.owner_facility_id.map(FacilityId),
-            membership: Some(m.membership()?),
-        };
-        let action = Action::Timeline {
-            op: TimelineOp::Read,
-            timeline: t.kind()?,
-            group: facts,
-            author: None,
-        };
-        if decide(actor, &action) == Decision::Allow {
+        if may_read(actor, &t, &g, &m)? {
             out.insert(TimelineId(t.id));
         }
     }

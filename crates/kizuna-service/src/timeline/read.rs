@@ -6,12 +6,12 @@ use crate::Service;
 use crate::audit::record;
 use crate::auth::Principal;
 use crate::error::{ServiceError, ServiceResult};
-use kizuna_domain::access::{Action, Decision, GroupFacts, TimelineOp, decide};
+use kizuna_domain::access::TimelineOp;
 use kizuna_domain::protocol::{
     Acknowledgement, DEFAULT_HISTORY_LIMIT, Event, MAX_HISTORY_LIMIT, TimelineSummary, cmd,
 };
 use kizuna_domain::text::Name;
-use kizuna_domain::{FacilityId, GroupId, Seq, TimelineId};
+use kizuna_domain::{GroupId, Seq, TimelineId};
 use kizuna_store::DbConn;
 use kizuna_store::audit::AuditEntry;
 use kizuna_store::models::{AuthorRow, EventRow};
@@ -194,18 +194,7 @@ impl Service {
             let actor = directory::user(conn, principal.user_id)?.actor()?;
             let mut out = Vec::new();
             for (t, g, m, read_seq) in directory::timelines_of_user(conn, principal.user_id)? {
-                let facts = GroupFacts {
-                    kind: g.kind()?,
-                    owner_facility: g.owner_facility_id.map(FacilityId),
-                    membership: Some(m.membership()?),
-                };
-                let action = Action::Timeline {
-                    op: TimelineOp::Read,
-                    timeline: t.kind()?,
-                    group: facts,
-                    author: None,
-                };
-                if decide(&actor, &action) != Decision::Allow {
+                if !super::may_read(&actor, &t, &g, &m)? {
                     continue;
                 }
                 let unread =
