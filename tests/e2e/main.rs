@@ -4,6 +4,7 @@
 
 mod auth;
 mod bad_input;
+mod ca_cli;
 mod certificates;
 mod cluster;
 mod durability;
