@@ -32,6 +32,11 @@ pub(crate) fn conn_info(conn: &dyn Any) -> ConnInfo {
     match conn.downcast_ref::<TlsStream>() {
         Some(tls) => {
             let (sock, session) = tls.get_ref();
+            // Frames are small and interactive: without this, Nagle's
+            // algorithm and delayed ACKs hold some of them back ~40 ms.
+            if let Err(e) = sock.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
             ConnInfo {
                 peer_addr: sock.peer_addr().ok(),
                 // The first certificate is the client's leaf.

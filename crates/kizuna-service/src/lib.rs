@@ -55,7 +55,17 @@ struct Inner {
     pki: Option<pki::Pki>,
     /// Login attempts per login name and per client address.
     limits: auth::LoginLimits,
+    /// Appends to one timeline are serialized by the database anyway; holding
+    /// one of these (chosen by timeline id) from before the append until
+    /// after the publish also makes this node publish each timeline's events
+    /// in `seq` order, so subscribers rarely need to fill a gap from the
+    /// store. Striped (a fixed number) to bound memory; async because they
+    /// are held across the store call and the publish.
+    publish_order: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Number of publish-order stripes.
+const PUBLISH_STRIPES: usize = 256;
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,6 +97,9 @@ impl Service {
                 config,
                 pki,
                 limits,
+                publish_order: (0..PUBLISH_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
             }),
         }
     }
@@ -133,6 +146,15 @@ impl Service {
             .await
             .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
             .map_err(|e| ServiceError::Unavailable(e.to_string()))
+    }
+
+    /// The publish-order lock of a timeline (see `Inner::publish_order`).
+    pub(crate) fn publish_lock(
+        &self,
+        timeline: kizuna_domain::TimelineId,
+    ) -> &tokio::sync::Mutex<()> {
+        let i = usize::try_from(timeline.get().rem_euclid(PUBLISH_STRIPES as i64)).unwrap_or(0);
+        &self.inner.publish_order[i]
     }
 
     /// Tells every node to close matching live connections.

@@ -34,6 +34,8 @@ impl Service {
     /// Posts a message. A retry with the same `client_msg_id` returns the stored
     /// event (`duplicate: true`) and publishes nothing.
     pub async fn post(&self, p: &Principal, c: cmd::Post) -> ServiceResult<Stored> {
+        // Held until the event is published (see `Service::publish_lock`).
+        let _order = self.publish_lock(c.timeline_id).lock().await;
         let principal = p.clone();
         let (row, author, duplicate) = self
             .blocking(move |conn| {
@@ -106,6 +108,8 @@ impl Service {
         target: Seq,
         body: Option<String>,
     ) -> ServiceResult<Stored> {
+        // Held until the event is published (see `Service::publish_lock`).
+        let _order = self.publish_lock(timeline).lock().await;
         let principal = p.clone();
         let (row, author) = self
             .blocking(move |conn| {
