@@ -53,7 +53,7 @@ pub fn append(conn: &mut DbConn, e: &AuditEntry) -> Result<AuditRow, StoreError>
         let prev: String = audit_head::table
             .find(1i64)
             .select(audit_head::last_hash)
-            .first(conn)?;
+            .get_result(conn)?;
         let at = now_ms();
         let hash = entry_hash(&prev, at, e);
         let row: AuditRow = diesel::insert_into(audit_log::table)
@@ -165,7 +165,7 @@ pub fn verify_chain(conn: &mut DbConn) -> Result<Result<usize, ChainBroken>, Sto
     let head: String = audit_head::table
         .find(1i64)
         .select(audit_head::last_hash)
-        .first(conn)?;
+        .get_result(conn)?;
     if head != prev {
         return Ok(Err(ChainBroken { id: after + 1 }));
     }

@@ -60,13 +60,13 @@ pub fn record(conn: &mut DbConn, c: &NewCertificate<'_>) -> Result<CertificateRo
 pub fn by_serial(conn: &mut DbConn, serial: &str) -> Result<Option<CertificateRow>, StoreError> {
     Ok(client_certificates::table
         .filter(client_certificates::serial.eq(serial))
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
 /// A certificate by id.
 pub fn by_id(conn: &mut DbConn, id: i64) -> Result<CertificateRow, StoreError> {
-    Ok(client_certificates::table.find(id).first(conn)?)
+    Ok(client_certificates::table.find(id).get_result(conn)?)
 }
 
 /// A user's certificates, newest first.

@@ -54,7 +54,7 @@ pub fn create_facility(
 
 /// Looks up a facility.
 pub fn facility(conn: &mut DbConn, id: FacilityId) -> Result<FacilityRow, StoreError> {
-    Ok(facilities::table.find(id.get()).first(conn)?)
+    Ok(facilities::table.find(id.get()).get_result(conn)?)
 }
 
 /// All facilities, by id.
@@ -90,13 +90,13 @@ pub fn create_user(conn: &mut DbConn, new: &NewUser<'_>) -> Result<UserRow, Stor
 pub fn user_by_login(conn: &mut DbConn, login: &str) -> Result<Option<UserRow>, StoreError> {
     Ok(users::table
         .filter(users::login.eq(login))
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
 /// A user by id.
 pub fn user(conn: &mut DbConn, id: UserId) -> Result<UserRow, StoreError> {
-    Ok(users::table.find(id.get()).first(conn)?)
+    Ok(users::table.find(id.get()).get_result(conn)?)
 }
 
 /// Sets a user's status.
@@ -302,7 +302,7 @@ pub fn remove_member(conn: &mut DbConn, group: GroupId, user: UserId) -> Result<
 
 /// A group by id.
 pub fn group(conn: &mut DbConn, id: GroupId) -> Result<GroupRow, StoreError> {
-    Ok(care_groups::table.find(id.get()).first(conn)?)
+    Ok(care_groups::table.find(id.get()).get_result(conn)?)
 }
 
 /// A group's timelines.
@@ -321,7 +321,7 @@ pub fn membership(
 ) -> Result<Option<MemberRow>, StoreError> {
     Ok(group_members::table
         .find((group.get(), user.get()))
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -360,7 +360,7 @@ pub fn timeline_context(
         .inner_join(care_groups::table)
         .filter(timelines::id.eq(timeline.get()))
         .select((timelines::all_columns, care_groups::all_columns))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     let Some((timeline, group)) = found else {
         return Ok(None);
@@ -405,7 +405,7 @@ pub fn timelines_of_user(
 
 /// A patient by id.
 pub fn patient(conn: &mut DbConn, id: PatientId) -> Result<PatientRow, StoreError> {
-    Ok(patients::table.find(id.get()).first(conn)?)
+    Ok(patients::table.find(id.get()).get_result(conn)?)
 }
 
 /// Links a patient's own account to their patient record.

@@ -53,7 +53,7 @@ fn by_client_msg_id(
     Ok(events::table
         .filter(events::author_id.eq(author.get()))
         .filter(events::client_msg_id.eq(client_msg_id))
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -112,7 +112,7 @@ pub fn event_at(
     Ok(events::table
         .filter(events::timeline_id.eq(timeline.get()))
         .filter(events::seq.eq(seq))
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -280,7 +280,7 @@ pub fn last_seq(conn: &mut DbConn, timeline: TimelineId) -> Result<Seq, StoreErr
     Ok(timelines::table
         .find(timeline.get())
         .select(timelines::last_seq)
-        .first(conn)?)
+        .get_result(conn)?)
 }
 
 /// Stored revisions (earlier bodies) of a post, oldest first. For audits and
@@ -321,7 +321,11 @@ pub fn ack(
 ) -> Result<(AckRow, bool), StoreError> {
     live_post(event_at(conn, timeline, target_seq)?).map_err(|_| StoreError::NotFound)?;
     let key = (timeline.get(), target_seq, user.get());
-    if let Some(existing) = acks::table.find(key).first::<AckRow>(conn).optional()? {
+    if let Some(existing) = acks::table
+        .find(key)
+        .get_result::<AckRow>(conn)
+        .optional()?
+    {
         return Ok((existing, false));
     }
     let inserted = diesel::insert_into(acks::table)
@@ -335,7 +339,7 @@ pub fn ack(
         .get_result::<AckRow>(conn);
     match inserted {
         Ok(row) => Ok((row, true)),
-        Err(e) if is_unique_violation(&e) => Ok((acks::table.find(key).first(conn)?, false)),
+        Err(e) if is_unique_violation(&e) => Ok((acks::table.find(key).get_result(conn)?, false)),
         Err(e) => Err(e.into()),
     }
 }
@@ -384,7 +388,7 @@ pub fn mark_read(
         if let Some(stored) = read_markers::table
             .find(key)
             .select(read_markers::read_seq)
-            .first::<i64>(conn)
+            .get_result::<i64>(conn)
             .optional()?
         {
             return Ok(stored);
@@ -416,7 +420,7 @@ pub fn read_marker(
     Ok(read_markers::table
         .find((user.get(), timeline.get()))
         .select(read_markers::read_seq)
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .unwrap_or(0))
 }

@@ -5,6 +5,11 @@
 //! Functions are synchronous and take a `&mut DbConn`; the service layer runs
 //! them on blocking threads. Errors and `Debug` output carry ids, never
 //! content.
+//!
+//! Lookups by a primary or unique key use `get_result`, not `first`: `first`
+//! binds `LIMIT 1` as a parameter, and SQLite re-prepares a statement whose
+//! bound `LIMIT` it had folded in, on every run (measured at 12–21 % of the
+//! server's CPU; docs/benchmarks.md).
 
 pub mod audit;
 pub mod certificates;

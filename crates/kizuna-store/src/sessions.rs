@@ -76,14 +76,14 @@ pub fn rotate_refresh(
         }
         if let Some(s) = sessions::table
             .filter(sessions::refresh_hash.eq(presented))
-            .first::<SessionRow>(conn)
+            .get_result::<SessionRow>(conn)
             .optional()?
         {
             return Ok(Rotation::Ended(s));
         }
         let reused: Option<SessionRow> = sessions::table
             .filter(sessions::previous_refresh_hash.eq(presented))
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         match reused {
             Some(s) => {
@@ -104,7 +104,7 @@ pub fn rotate_refresh(
 
 /// A session by id.
 pub fn session(conn: &mut DbConn, id: SessionId) -> Result<SessionRow, StoreError> {
-    Ok(sessions::table.find(id.get()).first(conn)?)
+    Ok(sessions::table.find(id.get()).get_result(conn)?)
 }
 
 /// Revokes one session (idempotent).
