@@ -8,5 +8,6 @@ mod ca_cli;
 mod certificates;
 mod cluster;
 mod durability;
+mod policy;
 mod support;
 mod timelines;

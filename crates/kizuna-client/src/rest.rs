@@ -91,6 +91,20 @@ impl Client {
         parse(req.send().await?).await
     }
 
+    /// `PATCH path` with a JSON body and a bearer token.
+    pub async fn patch(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Result<(u16, Value)> {
+        let mut req = self.http.patch(format!("{}{}", self.base, path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        parse(req.send().await?).await
+    }
+
     /// `GET path` with a bearer token.
     pub async fn get(&self, path: &str, token: Option<&str>) -> Result<(u16, Value)> {
         let mut req = self.http.get(format!("{}{}", self.base, path));

@@ -141,3 +141,29 @@ pub fn revoke_user_sessions(
     .get_results(conn)?;
     Ok(ids.into_iter().map(SessionId).collect())
 }
+
+/// Revokes every live session of a facility's accounts that is not bound to a
+/// client certificate (the facility now requires one); returns their ids.
+pub fn revoke_unbound_sessions_of_facility(
+    conn: &mut DbConn,
+    facility: kizuna_domain::FacilityId,
+    reason: &str,
+) -> Result<Vec<SessionId>, StoreError> {
+    use crate::schema::users;
+    let members = users::table
+        .filter(users::facility_id.eq(facility.get()))
+        .select(users::id);
+    let ids: Vec<i64> = diesel::update(
+        sessions::table
+            .filter(sessions::user_id.eq_any(members))
+            .filter(sessions::cert_thumbprint.is_null())
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((
+        sessions::revoked_at.eq(Some(now_ms())),
+        sessions::revoke_reason.eq(Some(reason)),
+    ))
+    .returning(sessions::id)
+    .get_results(conn)?;
+    Ok(ids.into_iter().map(SessionId).collect())
+}

@@ -113,12 +113,14 @@ impl Socket {
         let stop = self.serve(&mut stream).await;
         if let Stop::Close(code, reason) = stop {
             let session = self.session.clone();
-            let _ = session
-                .close(Some(CloseReason {
-                    code: CloseCode::from(code),
-                    description: Some(reason),
-                }))
-                .await;
+            // Bounded like every write: a client that stopped reading must not
+            // keep this task (and its socket slot) alive.
+            let limit = Duration::from_secs(self.settings.client_timeout_secs.max(1));
+            let close = session.close(Some(CloseReason {
+                code: CloseCode::from(code),
+                description: Some(reason),
+            }));
+            let _ = tokio::time::timeout(limit, close).await;
         }
         tracing::debug!(user = %self.principal.user_id, "websocket closed");
     }

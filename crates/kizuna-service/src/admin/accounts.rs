@@ -1,6 +1,7 @@
 //! Facilities and accounts.
 
 use super::*;
+use kizuna_realtime::{CloseReason, Selector};
 
 impl Service {
     /// Creates a facility (operator). `require_client_cert`: whether its staff
@@ -41,8 +42,8 @@ impl Service {
     }
 
     /// Sets whether a facility's staff need a client certificate to log in
-    /// (operator, or that facility's admin). Making it stricter ends
-    /// certificate-less sessions at their next refresh.
+    /// (operator, or that facility's admin). Making it stricter ends the
+    /// facility's certificate-less sessions at once and closes their sockets.
     pub async fn set_facility_policy(
         &self,
         caller: Caller<'_>,
@@ -50,48 +51,69 @@ impl Service {
         require_client_cert: bool,
     ) -> ServiceResult<FacilityView> {
         let caller = CallerInfo::from(caller);
-        self.blocking(move |conn| {
-            if allow(
-                conn,
-                &caller,
-                Action::Admin(AdminOp::EditFacilityPolicy { facility }),
-            )
-            .is_err()
-            {
-                return denied(
+        let (view, ended) = self
+            .blocking(move |conn| {
+                if allow(
                     conn,
                     &caller,
-                    "admin.set_facility_policy",
-                    ServiceError::NotFound,
-                );
-            }
-            transaction(conn, |conn| {
-                kizuna_store::certificates::set_require_client_cert(
-                    conn,
-                    facility,
-                    require_client_cert,
-                )?;
-                audit(
-                    conn,
-                    &caller,
-                    AuditEntry {
-                        action: "admin.set_facility_policy",
-                        outcome: "ok",
-                        facility_id: Some(facility.get()),
-                        detail: Some(format!("require_client_cert={require_client_cert}")),
-                        ..Default::default()
-                    },
-                )?;
-                let f = directory::facility(conn, facility)?;
-                Ok(FacilityView {
-                    id: facility,
-                    name: Name::parse(f.name)
-                        .map_err(|_| ServiceError::Internal("stored name invalid".into()))?,
-                    require_client_cert: f.require_client_cert,
+                    Action::Admin(AdminOp::EditFacilityPolicy { facility }),
+                )
+                .is_err()
+                {
+                    return denied(
+                        conn,
+                        &caller,
+                        "admin.set_facility_policy",
+                        ServiceError::NotFound,
+                    );
+                }
+                transaction(conn, |conn| {
+                    kizuna_store::certificates::set_require_client_cert(
+                        conn,
+                        facility,
+                        require_client_cert,
+                    )?;
+                    // Stricter now: sessions made without a certificate end at
+                    // once (their sockets close below), not at their next refresh.
+                    let ended = if require_client_cert {
+                        kizuna_store::sessions::revoke_unbound_sessions_of_facility(
+                            conn,
+                            facility,
+                            "certificate_now_required",
+                        )?
+                    } else {
+                        Vec::new()
+                    };
+                    audit(
+                        conn,
+                        &caller,
+                        AuditEntry {
+                            action: "admin.set_facility_policy",
+                            outcome: "ok",
+                            facility_id: Some(facility.get()),
+                            detail: Some(format!("require_client_cert={require_client_cert}")),
+                            ..Default::default()
+                        },
+                    )?;
+                    let f = directory::facility(conn, facility)?;
+                    Ok((
+                        FacilityView {
+                            id: facility,
+                            name: Name::parse(f.name).map_err(|_| {
+                                ServiceError::Internal("stored name invalid".into())
+                            })?,
+                            require_client_cert: f.require_client_cert,
+                        },
+                        ended,
+                    ))
                 })
             })
-        })
-        .await
+            .await?;
+        for session in ended {
+            self.close_connections(Selector::Session(session), CloseReason::SessionEnded)
+                .await;
+        }
+        Ok(view)
     }
 
     /// Lists facilities (operator).

@@ -340,8 +340,20 @@ impl Service {
                         // without one ends once the facility requires it.
                         let refused = match &ctx.peer {
                             Some(peer) => {
-                                crate::pki::check_presented(conn, &peer.serial, &peer.thumbprint)
-                                    .err()
+                                match crate::pki::check_presented(
+                                    conn,
+                                    &peer.serial,
+                                    &peer.thumbprint,
+                                ) {
+                                    // Someone else's certificate never refreshes this session.
+                                    Ok(cert) if cert.user_id != session.user_id => {
+                                        Some(ServiceError::CertificateRejected(
+                                            "certificate belongs to another account",
+                                        ))
+                                    }
+                                    Ok(_) => None,
+                                    Err(e) => Some(e),
+                                }
                             }
                             None => {
                                 let required = facility_requires_certificate(conn, &user)?;

@@ -74,6 +74,9 @@ impl Service {
 
     /// Rebuilds the CRLs from the store and hands them to the sink.
     pub async fn refresh_crls(&self) -> ServiceResult<CrlSet> {
+        // One rebuild at a time: a rebuild that read the store earlier must not
+        // install its (older) set after a later one.
+        let _one_at_a_time = self.pki()?.rebuild.lock().await;
         let pki_ca = self.pki()?.ca.clone();
         let set = self.blocking(move |conn| build_crls(conn, &pki_ca)).await?;
         let sink = self
@@ -127,37 +130,42 @@ impl Service {
                         continue;
                     }
                 };
-                if last_state.replace(state) == Some(state) {
+                if last_state == Some(state) {
                     if last_crl.elapsed() > Duration::from_secs(3600) {
                         if let Err(e) = svc.refresh_crls().await {
                             tracing::error!(error = %e, "hourly CRL rebuild failed; CRLs expire in at most 24 h and then every handshake with a client certificate fails");
+                        } else {
+                            last_crl = std::time::Instant::now();
                         }
-                        last_crl = std::time::Instant::now();
                     }
                     continue;
                 }
-                match svc
+                // State, known serials and the CRL time are recorded only once
+                // both steps succeeded, so a failed tick is retried at the next.
+                let now_untrusted = match svc
                     .blocking(|conn| Ok(certificates::untrusted_serials(conn)?))
                     .await
                 {
-                    Ok(now_untrusted) => {
-                        if let Some(known) = &untrusted {
-                            for serial in now_untrusted.difference(known) {
-                                svc.hub().close(
-                                    &Selector::CertSerial(serial.clone()),
-                                    CloseReason::CertificateRevoked,
-                                );
-                            }
-                        }
-                        untrusted = Some(now_untrusted);
-                    }
+                    Ok(v) => v,
                     Err(e) => {
-                        tracing::warn!(error = %e, "revocation watcher could not read revocations")
+                        tracing::warn!(error = %e, "revocation watcher could not read revocations");
+                        continue;
+                    }
+                };
+                if let Some(known) = &untrusted {
+                    for serial in now_untrusted.difference(known) {
+                        svc.hub().close(
+                            &Selector::CertSerial(serial.clone()),
+                            CloseReason::CertificateRevoked,
+                        );
                     }
                 }
+                untrusted = Some(now_untrusted);
                 if let Err(e) = svc.refresh_crls().await {
-                    tracing::error!(error = %e, "CRL rebuild failed");
+                    tracing::error!(error = %e, "CRL rebuild failed; retrying at the next poll");
+                    continue;
                 }
+                last_state = Some(state);
                 last_crl = std::time::Instant::now();
             }
         })

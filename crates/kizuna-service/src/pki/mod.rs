@@ -71,6 +71,8 @@ pub struct Pki {
     ca: Arc<CertificateAuthority>,
     service_host: String,
     sink: Mutex<Option<CrlSink>>,
+    /// Serializes CRL rebuilds (build and install) across tasks.
+    rebuild: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Pki {
@@ -88,6 +90,7 @@ impl Pki {
             ca: Arc::new(ca),
             service_host,
             sink: Mutex::new(None),
+            rebuild: tokio::sync::Mutex::new(()),
         }
     }
 
