@@ -116,6 +116,9 @@ impl std::fmt::Debug for Tokens {
 pub(crate) struct LoginLimits {
     per_login: governor::DefaultKeyedRateLimiter<String>,
     per_addr: governor::DefaultKeyedRateLimiter<String>,
+    /// One audit entry per login name per minute for refused attempts, so a
+    /// flood of refusals does not become a flood of (serialized) audit writes.
+    refusal_audit: governor::DefaultKeyedRateLimiter<String>,
 }
 
 impl LoginLimits {
@@ -128,7 +131,16 @@ impl LoginLimits {
         LoginLimits {
             per_login: governor::RateLimiter::keyed(quota(per_login)),
             per_addr: governor::RateLimiter::keyed(quota(per_addr)),
+            refusal_audit: governor::RateLimiter::keyed(quota(1)),
         }
+    }
+
+    /// Whether a refused attempt for this login should be audited now.
+    fn audit_refusal(&self, login: &str) -> bool {
+        if self.refusal_audit.len() > 100_000 {
+            self.refusal_audit.retain_recent();
+        }
+        self.refusal_audit.check_key(&login.to_lowercase()).is_ok()
     }
 
     /// Takes one attempt from both buckets; false when either is empty.
@@ -177,17 +189,24 @@ fn fail_entry(action: &'static str, subject: Option<i64>, reason: &str) -> Audit
 impl Service {
     /// Checks login and password and starts a session.
     pub async fn login(&self, req: LoginRequest, ctx: RequestContext) -> ServiceResult<Tokens> {
+        // Refused before any database work or password hashing.
+        if !self
+            .inner
+            .limits
+            .allow(&req.login, ctx.remote_addr.as_deref())
+        {
+            if self.inner.limits.audit_refusal(&req.login) {
+                let ctx = ctx.clone();
+                self.blocking(move |conn| {
+                    record(conn, &ctx, fail_entry("auth.login", None, "rate_limited"))
+                })
+                .await?;
+            }
+            return Err(ServiceError::RateLimited);
+        }
         let svc = self.clone();
         self.blocking(move |conn| {
             let password = req.password.expose_secret();
-            if !svc
-                .inner
-                .limits
-                .allow(&req.login, ctx.remote_addr.as_deref())
-            {
-                record(conn, &ctx, fail_entry("auth.login", None, "rate_limited"))?;
-                return Err(ServiceError::RateLimited);
-            }
             let Some(user) = directory::user_by_login(conn, &req.login)? else {
                 password::verify_dummy(password);
                 record(conn, &ctx, fail_entry("auth.login", None, "unknown_login"))?;
@@ -302,121 +321,127 @@ impl Service {
         let svc = self.clone();
         let (outcome, reused) = self
             .blocking(move |conn| {
-                let presented = hash_refresh(refresh_token.expose_secret());
-                let (new_refresh, new_hash) = new_refresh_token();
-                let refresh_ttl = svc.inner.config.refresh_ttl_secs;
-                let expires_at = kizuna_store::now_ms() + (refresh_ttl as i64) * 1000;
-                match sessions::rotate_refresh(conn, &presented, &new_hash, expires_at)? {
-                    sessions::Rotation::Rotated(session) => {
-                        let bound = session.cert_thumbprint.as_deref();
-                        if !thumbprints_match(bound, ctx.peer.as_ref()) {
-                            sessions::revoke_session(
-                                conn,
-                                SessionId(session.id),
-                                "refresh_certificate_mismatch",
-                            )?;
+                // One transaction: a deliberate refusal below returns Ok (and
+                // commits its revocation and audit entry); any unexpected error
+                // rolls the rotation back, so the client's retry with the same
+                // refresh token is not mistaken for theft.
+                kizuna_store::transaction(conn, |conn| {
+                    let presented = hash_refresh(refresh_token.expose_secret());
+                    let (new_refresh, new_hash) = new_refresh_token();
+                    let refresh_ttl = svc.inner.config.refresh_ttl_secs;
+                    let expires_at = kizuna_store::now_ms() + (refresh_ttl as i64) * 1000;
+                    match sessions::rotate_refresh(conn, &presented, &new_hash, expires_at)? {
+                        sessions::Rotation::Rotated(session) => {
+                            let bound = session.cert_thumbprint.as_deref();
+                            if !thumbprints_match(bound, ctx.peer.as_ref()) {
+                                sessions::revoke_session(
+                                    conn,
+                                    SessionId(session.id),
+                                    "refresh_certificate_mismatch",
+                                )?;
+                                record(
+                                    conn,
+                                    &ctx,
+                                    fail_entry(
+                                        "auth.refresh",
+                                        Some(session.user_id),
+                                        "certificate_mismatch",
+                                    ),
+                                )?;
+                                return Ok((
+                                    Err(ServiceError::CertificateRejected(
+                                        "the session is bound to another device's certificate",
+                                    )),
+                                    Some(session.id),
+                                ));
+                            }
+                            let user = directory::user(conn, UserId(session.user_id))?;
+                            if user.status()? != UserStatus::Active {
+                                return Ok((Err(ServiceError::AccountDisabled), None));
+                            }
+                            // The second factor is re-checked at every refresh: the
+                            // certificate must still be active, and a session made
+                            // without one ends once the facility requires it.
+                            let refused = match &ctx.peer {
+                                Some(peer) => {
+                                    match crate::pki::check_presented(
+                                        conn,
+                                        &peer.serial,
+                                        &peer.thumbprint,
+                                    ) {
+                                        // Someone else's certificate never refreshes this session.
+                                        Ok(cert) if cert.user_id != session.user_id => {
+                                            Some(ServiceError::CertificateRejected(
+                                                "certificate belongs to another account",
+                                            ))
+                                        }
+                                        Ok(_) => None,
+                                        Err(e) => Some(e),
+                                    }
+                                }
+                                None => {
+                                    let required = facility_requires_certificate(conn, &user)?;
+                                    required.then_some(ServiceError::CertificateRequired)
+                                }
+                            };
+                            if let Some(e) = refused {
+                                sessions::revoke_session(
+                                    conn,
+                                    SessionId(session.id),
+                                    "refresh_certificate_check",
+                                )?;
+                                record(
+                                    conn,
+                                    &ctx,
+                                    fail_entry(
+                                        "auth.refresh",
+                                        Some(session.user_id),
+                                        e.code().as_str(),
+                                    ),
+                                )?;
+                                return Ok((Err(e), Some(session.id)));
+                            }
+                            let (access, _) = svc
+                                .inner
+                                .tokens
+                                .issue(user.id, session.id, bound, now_secs())
+                                .map_err(ServiceError::Internal)?;
+                            Ok((
+                                Ok(Tokens {
+                                    access_token: access,
+                                    token_type: "Bearer",
+                                    expires_in: svc.inner.tokens.settings().access_ttl_secs,
+                                    refresh_token: new_refresh,
+                                    refresh_expires_in: refresh_ttl,
+                                    session_id: SessionId(session.id),
+                                    user_id: user.user_id(),
+                                    user_kind: user.kind()?,
+                                }),
+                                None,
+                            ))
+                        }
+                        sessions::Rotation::Reused(session) => {
                             record(
                                 conn,
                                 &ctx,
-                                fail_entry(
-                                    "auth.refresh",
-                                    Some(session.user_id),
-                                    "certificate_mismatch",
-                                ),
+                                fail_entry("auth.refresh", Some(session.user_id), "refresh_reuse"),
                             )?;
-                            return Ok((
-                                Err(ServiceError::CertificateRejected(
-                                    "the session is bound to another device's certificate",
+                            Ok((
+                                Err(ServiceError::Unauthorized(
+                                    "refresh token was already used; session ended",
                                 )),
                                 Some(session.id),
-                            ));
+                            ))
                         }
-                        let user = directory::user(conn, UserId(session.user_id))?;
-                        if user.status()? != UserStatus::Active {
-                            return Ok((Err(ServiceError::AccountDisabled), None));
+                        sessions::Rotation::Ended(_) => {
+                            Ok((Err(ServiceError::Unauthorized("session ended")), None))
                         }
-                        // The second factor is re-checked at every refresh: the
-                        // certificate must still be active, and a session made
-                        // without one ends once the facility requires it.
-                        let refused = match &ctx.peer {
-                            Some(peer) => {
-                                match crate::pki::check_presented(
-                                    conn,
-                                    &peer.serial,
-                                    &peer.thumbprint,
-                                ) {
-                                    // Someone else's certificate never refreshes this session.
-                                    Ok(cert) if cert.user_id != session.user_id => {
-                                        Some(ServiceError::CertificateRejected(
-                                            "certificate belongs to another account",
-                                        ))
-                                    }
-                                    Ok(_) => None,
-                                    Err(e) => Some(e),
-                                }
-                            }
-                            None => {
-                                let required = facility_requires_certificate(conn, &user)?;
-                                required.then_some(ServiceError::CertificateRequired)
-                            }
-                        };
-                        if let Some(e) = refused {
-                            sessions::revoke_session(
-                                conn,
-                                SessionId(session.id),
-                                "refresh_certificate_check",
-                            )?;
-                            record(
-                                conn,
-                                &ctx,
-                                fail_entry(
-                                    "auth.refresh",
-                                    Some(session.user_id),
-                                    e.code().as_str(),
-                                ),
-                            )?;
-                            return Ok((Err(e), Some(session.id)));
-                        }
-                        let (access, _) = svc
-                            .inner
-                            .tokens
-                            .issue(user.id, session.id, bound, now_secs())
-                            .map_err(ServiceError::Internal)?;
-                        Ok((
-                            Ok(Tokens {
-                                access_token: access,
-                                token_type: "Bearer",
-                                expires_in: svc.inner.tokens.settings().access_ttl_secs,
-                                refresh_token: new_refresh,
-                                refresh_expires_in: refresh_ttl,
-                                session_id: SessionId(session.id),
-                                user_id: user.user_id(),
-                                user_kind: user.kind()?,
-                            }),
+                        sessions::Rotation::Unknown => Ok((
+                            Err(ServiceError::Unauthorized("unknown refresh token")),
                             None,
-                        ))
+                        )),
                     }
-                    sessions::Rotation::Reused(session) => {
-                        record(
-                            conn,
-                            &ctx,
-                            fail_entry("auth.refresh", Some(session.user_id), "refresh_reuse"),
-                        )?;
-                        Ok((
-                            Err(ServiceError::Unauthorized(
-                                "refresh token was already used; session ended",
-                            )),
-                            Some(session.id),
-                        ))
-                    }
-                    sessions::Rotation::Ended(_) => {
-                        Ok((Err(ServiceError::Unauthorized("session ended")), None))
-                    }
-                    sessions::Rotation::Unknown => Ok((
-                        Err(ServiceError::Unauthorized("unknown refresh token")),
-                        None,
-                    )),
-                }
+                })
             })
             .await?;
         if let Some(sid) = reused {
