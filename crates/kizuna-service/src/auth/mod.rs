@@ -333,58 +333,48 @@ impl Service {
                     match sessions::rotate_refresh(conn, &presented, &new_hash, expires_at)? {
                         sessions::Rotation::Rotated(session) => {
                             let bound = session.cert_thumbprint.as_deref();
-                            if !thumbprints_match(bound, ctx.peer.as_ref()) {
-                                sessions::revoke_session(
-                                    conn,
-                                    SessionId(session.id),
-                                    "refresh_certificate_mismatch",
-                                )?;
-                                record(
-                                    conn,
-                                    &ctx,
-                                    fail_entry(
-                                        "auth.refresh",
-                                        Some(session.user_id),
-                                        "certificate_mismatch",
-                                    ),
-                                )?;
-                                return Ok((
-                                    Err(ServiceError::CertificateRejected(
-                                        "the session is bound to another device's certificate",
-                                    )),
-                                    Some(session.id),
-                                ));
-                            }
                             let user = directory::user(conn, UserId(session.user_id))?;
                             if user.status()? != UserStatus::Active {
                                 return Ok((Err(ServiceError::AccountDisabled), None));
                             }
                             // The second factor is re-checked at every refresh: the
-                            // certificate must still be active, and a session made
-                            // without one ends once the facility requires it.
-                            let refused = match &ctx.peer {
-                                Some(peer) => {
-                                    match crate::pki::check_presented(
-                                        conn,
-                                        &peer.serial,
-                                        &peer.thumbprint,
-                                    ) {
-                                        // Someone else's certificate never refreshes this session.
-                                        Ok(cert) if cert.user_id != session.user_id => {
-                                            Some(ServiceError::CertificateRejected(
-                                                "certificate belongs to another account",
-                                            ))
-                                        }
-                                        Ok(_) => None,
-                                        Err(e) => Some(e),
-                                    }
-                                }
-                                None => {
-                                    let required = facility_requires_certificate(conn, &user)?;
-                                    required.then_some(ServiceError::CertificateRequired)
-                                }
-                            };
-                            if let Some(e) = refused {
+                            // connection's certificate must be the one the session is
+                            // bound to (if any), active, and the session user's own;
+                            // a session made without one ends once the facility
+                            // requires it. Any refusal ends the session.
+                            let refused: Option<(ServiceError, &str)> =
+                                if !thumbprints_match(bound, ctx.peer.as_ref()) {
+                                    Some((
+                                        ServiceError::CertificateRejected(
+                                            "the session is bound to another device's certificate",
+                                        ),
+                                        "certificate_mismatch",
+                                    ))
+                                } else {
+                                    let e = match &ctx.peer {
+                                        Some(peer) => match crate::pki::check_presented(
+                                            conn,
+                                            &peer.serial,
+                                            &peer.thumbprint,
+                                        ) {
+                                            // Someone else's certificate never refreshes this session.
+                                            Ok(cert) if cert.user_id != session.user_id => {
+                                                Some(ServiceError::CertificateRejected(
+                                                    "certificate belongs to another account",
+                                                ))
+                                            }
+                                            Ok(_) => None,
+                                            Err(e) => Some(e),
+                                        },
+                                        None => facility_requires_certificate(conn, &user)?
+                                            .then_some(ServiceError::CertificateRequired),
+                                    };
+                                    e.map(|e| {
+                                        let reason = e.code().as_str();
+                                        (e, reason)
+                                    })
+                                };
+                            if let Some((e, reason)) = refused {
                                 sessions::revoke_session(
                                     conn,
                                     SessionId(session.id),
@@ -393,11 +383,7 @@ impl Service {
                                 record(
                                     conn,
                                     &ctx,
-                                    fail_entry(
-                                        "auth.refresh",
-                                        Some(session.user_id),
-                                        e.code().as_str(),
-                                    ),
+                                    fail_entry("auth.refresh", Some(session.user_id), reason),
                                 )?;
                                 return Ok((Err(e), Some(session.id)));
                             }
