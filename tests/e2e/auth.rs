@@ -4,21 +4,7 @@ use crate::support::*;
 use kizuna_client::ClientError;
 use kizuna_domain::protocol::{ErrorCode, close_code};
 use serde_json::json;
-use std::time::{Duration, Instant};
-
-async fn closed_with(ws: &mut kizuna_client::WsConnection, within: Duration) -> u16 {
-    let deadline = Instant::now() + within;
-    loop {
-        match ws
-            .next_frame(deadline.saturating_duration_since(Instant::now()))
-            .await
-        {
-            Ok(_) => continue,
-            Err(ClientError::Closed { code, .. }) => return code,
-            Err(e) => panic!("expected the socket to close, got {e}"),
-        }
-    }
-}
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_failures_say_the_same_for_unknown_users_and_wrong_passwords() {
@@ -67,7 +53,7 @@ async fn refresh_tokens_rotate_and_a_replayed_one_ends_the_session_everywhere() 
         let err = w.client.refresh(&first.refresh_token).await.unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::Unauthorized));
         assert_eq!(
-            closed_with(&mut ws, Duration::from_secs(2)).await,
+            close_code(&mut ws, Duration::from_secs(2)).await,
             close_code::SESSION_ENDED
         );
         assert_eq!(
@@ -101,7 +87,7 @@ async fn logout_closes_that_sessions_sockets_and_its_token_stops_working() {
     let mut ws = w.ws(&w.nurse).await;
     w.client.logout(&w.nurse.access_token).await.unwrap();
     assert_eq!(
-        closed_with(&mut ws, Duration::from_secs(1)).await,
+        close_code(&mut ws, Duration::from_secs(1)).await,
         close_code::SESSION_ENDED
     );
     assert_eq!(
@@ -141,7 +127,7 @@ async fn disabling_an_account_closes_its_sockets_within_a_second_and_keeps_its_p
             .await
             .unwrap();
         assert_eq!(
-            closed_with(&mut pharmacist, Duration::from_secs(1)).await,
+            close_code(&mut pharmacist, Duration::from_secs(1)).await,
             close_code::ACCOUNT_DISABLED
         );
         assert_eq!(

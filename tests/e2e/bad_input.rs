@@ -105,16 +105,6 @@ async fn malformed_frames_get_error_codes_and_the_socket_stays_usable() {
     }
 }
 
-async fn close_code_after(ws: &mut kizuna_client::WsConnection) -> u16 {
-    loop {
-        match ws.next_frame(WAIT).await {
-            Ok(_) => continue,
-            Err(ClientError::Closed { code, .. }) => return code,
-            Err(e) => panic!("expected a close, got {e}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_binary_and_invalid_utf8_frames_close_with_documented_codes() {
     let db = kizuna_store::testing::ScratchDb::sqlite();
@@ -122,28 +112,28 @@ async fn oversized_binary_and_invalid_utf8_frames_close_with_documented_codes() 
 
     let mut ws = w.ws(&w.nurse).await;
     ws.send_text("x".repeat(70 * 1024)).await.unwrap();
-    assert_eq!(close_code_after(&mut ws).await, close_code::MESSAGE_TOO_BIG);
+    assert_eq!(close_code(&mut ws, WAIT).await, close_code::MESSAGE_TOO_BIG);
 
     let mut ws = w.ws(&w.nurse).await;
     ws.send_message(Message::binary(vec![1u8, 2, 3]))
         .await
         .unwrap();
     assert_eq!(
-        close_code_after(&mut ws).await,
+        close_code(&mut ws, WAIT).await,
         close_code::UNSUPPORTED_DATA
     );
 
     let mut ws = w.ws(&w.nurse).await;
     let frame = Frame::message(vec![0xff, 0xfe, 0x7b], OpCode::Data(Data::Text), true);
     ws.send_message(Message::Frame(frame)).await.unwrap();
-    assert_eq!(close_code_after(&mut ws).await, close_code::INVALID_PAYLOAD);
+    assert_eq!(close_code(&mut ws, WAIT).await, close_code::INVALID_PAYLOAD);
 
     let mut ws = w.ws(&w.nurse).await;
     for _ in 0..20 {
         ws.send_text("nope").await.unwrap();
     }
     assert_eq!(
-        close_code_after(&mut ws).await,
+        close_code(&mut ws, WAIT).await,
         close_code::POLICY_VIOLATION
     );
 

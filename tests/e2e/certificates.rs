@@ -16,7 +16,7 @@ use crate::support::*;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey};
-use kizuna_client::{Client, ClientConfig, ClientError, Tokens, WsConnection};
+use kizuna_client::{Client, ClientConfig, ClientError, Tokens};
 use kizuna_domain::protocol::{ErrorCode, close_code};
 use kizuna_store::testing::ScratchDb;
 use rcgen::{
@@ -844,20 +844,6 @@ const BOUND_ELSEWHERE: &str =
     "client certificate rejected: the token is bound to another device's certificate";
 const INVALID_TOKEN: &str = "not authenticated: invalid access token";
 
-async fn closed_with(ws: &mut WsConnection, within: Duration) -> u16 {
-    let deadline = Instant::now() + within;
-    loop {
-        match ws
-            .next_frame(deadline.saturating_duration_since(Instant::now()))
-            .await
-        {
-            Ok(_) => continue,
-            Err(ClientError::Closed { code, .. }) => return code,
-            Err(e) => panic!("expected the socket to close, got {e}"),
-        }
-    }
-}
-
 /// The audit entries whose detail contains `needle`.
 fn with_detail<'a>(entries: &'a [Value], needle: &str) -> Vec<&'a Value> {
     entries
@@ -1556,7 +1542,7 @@ async fn revoking_a_facility_ca_refuses_every_certificate_it_issued() {
         assert_eq!(status, 204);
 
         assert_eq!(
-            closed_with(&mut ws, Duration::from_secs(3)).await,
+            close_code(&mut ws, Duration::from_secs(3)).await,
             close_code::CERTIFICATE_REVOKED
         );
         let (status, body) = live
@@ -2676,7 +2662,7 @@ async fn disabling_an_account_or_removing_a_member_acts_on_certificate_connectio
         .unwrap();
     assert_eq!(status, 204);
     assert_eq!(
-        closed_with(&mut ws, Duration::from_secs(3)).await,
+        close_code(&mut ws, Duration::from_secs(3)).await,
         close_code::GOING_AWAY
     );
     let mut ws = c.connect_ws(&t.access_token).await.unwrap();
@@ -2700,7 +2686,7 @@ async fn disabling_an_account_or_removing_a_member_acts_on_certificate_connectio
         .unwrap();
     assert_eq!(status, 204);
     assert_eq!(
-        closed_with(&mut ws, Duration::from_secs(3)).await,
+        close_code(&mut ws, Duration::from_secs(3)).await,
         close_code::ACCOUNT_DISABLED
     );
     assert_code(
@@ -2932,7 +2918,7 @@ async fn a_lost_device_is_cut_off_by_its_facility_admin_and_its_sockets_close_wi
             .unwrap();
         assert_eq!(v["status"], "revoked");
         assert_eq!(
-            closed_with(&mut lost_ws, Duration::from_secs(5)).await,
+            close_code(&mut lost_ws, Duration::from_secs(5)).await,
             close_code::CERTIFICATE_REVOKED
         );
         let elapsed = started.elapsed();

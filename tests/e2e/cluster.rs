@@ -4,7 +4,7 @@
 //! `KIZUNA_TEST_REDIS_URL` is set (CI sets it; it never skips there).
 
 use crate::support::*;
-use kizuna_client::{Client, ClientConfig, ClientError};
+use kizuna_client::{Client, ClientConfig};
 use kizuna_domain::protocol::close_code;
 use serde_json::json;
 use std::time::Duration;
@@ -81,13 +81,7 @@ async fn two_nodes_share_timelines_and_closing_decisions_through_redis() {
             )
             .await
             .unwrap();
-        let code = loop {
-            match pharmacist.next_frame(Duration::from_secs(2)).await {
-                Ok(_) => continue,
-                Err(ClientError::Closed { code, .. }) => break code,
-                Err(e) => panic!("expected a close on node B: {e}"),
-            }
-        };
+        let code = close_code(&mut pharmacist, Duration::from_secs(2)).await;
         assert_eq!(code, close_code::ACCOUNT_DISABLED);
         drop(node_b);
     }

@@ -3,7 +3,6 @@
 //! patient information in the server's log.
 
 use crate::support::*;
-use kizuna_client::ClientError;
 use kizuna_domain::protocol::{ErrorCode, ServerFrame, close_code};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -122,13 +121,7 @@ async fn shutdown_tells_clients_to_reconnect() {
     let mut ws = w.ws(&w.nurse).await;
     let status = w.server.terminate();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
-    let code = loop {
-        match ws.next_frame(WAIT).await {
-            Ok(_) => continue,
-            Err(ClientError::Closed { code, .. }) => break code,
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let code = close_code(&mut ws, WAIT).await;
     assert_eq!(code, close_code::GOING_AWAY);
 }
 
@@ -227,13 +220,7 @@ async fn the_cli_administers_the_same_service_and_running_sockets_follow() {
 
     // Disabled from another process: the socket closes at the next heartbeat.
     w.server.admin(&["disable-user", "--user", "helper1"]);
-    let code = loop {
-        match ws.next_frame(Duration::from_secs(5)).await {
-            Ok(_) => continue,
-            Err(ClientError::Closed { code, .. }) => break code,
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let code = close_code(&mut ws, Duration::from_secs(5)).await;
     assert_eq!(code, close_code::ACCOUNT_DISABLED);
     let err = w.client.login("helper1", PASSWORD).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::AccountDisabled));

@@ -1,7 +1,7 @@
 //! Facility certificate policy changes and the second factor at refresh.
 
 use crate::support::*;
-use kizuna_client::{Client, ClientConfig, ClientError};
+use kizuna_client::{Client, ClientConfig};
 use kizuna_domain::protocol::{ErrorCode, close_code};
 use serde_json::json;
 use std::time::Duration;
@@ -50,13 +50,7 @@ async fn requiring_certificates_ends_certificate_less_sessions_at_once() {
             .await
             .unwrap();
         assert_eq!(patched.1["require_client_cert"], true);
-        let code = loop {
-            match nurse.next_frame(Duration::from_secs(2)).await {
-                Ok(_) => continue,
-                Err(ClientError::Closed { code, .. }) => break code,
-                Err(e) => panic!("expected the socket to close: {e}"),
-            }
-        };
+        let code = close_code(&mut nurse, Duration::from_secs(2)).await;
         assert_eq!(code, close_code::SESSION_ENDED, "{:?}", db.backend());
         assert_eq!(
             w.client

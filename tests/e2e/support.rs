@@ -385,3 +385,19 @@ impl World {
 pub fn uid(t: &Tokens) -> UserId {
     t.user_id
 }
+
+/// Reads frames until the server closes the socket (within `within` in all)
+/// and returns the close code; anything else is a test failure.
+pub async fn close_code(ws: &mut kizuna_client::WsConnection, within: Duration) -> u16 {
+    let deadline = Instant::now() + within;
+    loop {
+        match ws
+            .next_frame(deadline.saturating_duration_since(Instant::now()))
+            .await
+        {
+            Ok(_) => continue,
+            Err(kizuna_client::ClientError::Closed { code, .. }) => return code,
+            Err(e) => panic!("expected the socket to close, got {e}"),
+        }
+    }
+}
