@@ -6,8 +6,10 @@
 
 use crate::ids::{FacilityId, UserId};
 use crate::kinds::{
-    FacilityRole, GroupKind, GroupRole, TimelineKind, UserKind, UserStatus, Visibility,
+    ApprovalRole, CrossFacility, FacilityRole, GroupKind, GroupRole, InvitationScope,
+    PatientGroupCreators, TimelineKind, UserKind, UserStatus, Visibility,
 };
+use crate::policy::FacilityPolicy;
 
 /// Who is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,118 @@ pub struct GroupFacts {
     pub owner_facility: Option<FacilityId>,
     /// The actor's membership, `None` when not a member.
     pub membership: Option<Membership>,
+    /// The owning facility's policy (patient groups; `None` for other groups).
+    pub owner_policy: Option<FacilityPolicy>,
+}
+
+impl GroupFacts {
+    fn family_timeline_on(&self) -> bool {
+        self.owner_policy.is_none_or(|p| p.family_timeline)
+    }
+
+    fn is_team_member(&self) -> bool {
+        self.membership
+            .is_some_and(|m| m.visibility == Visibility::All)
+    }
+
+    fn is_moderator(&self) -> bool {
+        self.membership
+            .is_some_and(|m| matches!(m.role, GroupRole::Owner | GroupRole::Moderator))
+    }
+}
+
+/// Who is being invited into (or added to) a patient group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invitee {
+    /// The kind of account (for an invitation code: the kind it is for).
+    pub kind: UserKind,
+    /// The invitee's facility and its policy (staff); `None` for family
+    /// members, and for a code nobody has redeemed yet.
+    pub facility: Option<(FacilityId, FacilityPolicy)>,
+}
+
+/// Whose approvals an invitation waits for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Approvals {
+    /// An admin of the facility that owns the patient group.
+    pub inviting_facility: bool,
+    /// An admin of the invitee's facility.
+    pub invitee_facility: bool,
+    /// The patient (once they have joined the family timeline).
+    pub patient: bool,
+}
+
+impl Approvals {
+    /// True when nobody needs to approve.
+    pub fn is_empty(self) -> bool {
+        !(self.inviting_facility || self.invitee_facility || self.patient)
+    }
+
+    /// The approvals as roles, in a fixed order.
+    pub fn roles(self) -> Vec<ApprovalRole> {
+        let mut out = Vec::new();
+        if self.inviting_facility {
+            out.push(ApprovalRole::InvitingFacility);
+        }
+        if self.invitee_facility {
+            out.push(ApprovalRole::InviteeFacility);
+        }
+        if self.patient {
+            out.push(ApprovalRole::Patient);
+        }
+        out
+    }
+}
+
+/// Whose approvals an invitation into a patient group needs, under both
+/// facilities' policies. `patient_joined`: the patient's own account is a
+/// member of the group (has joined the family timeline).
+pub fn required_approvals(
+    group: &GroupFacts,
+    invitee: &Invitee,
+    patient_joined: bool,
+) -> Approvals {
+    let outsider = is_outsider(group, invitee);
+    Approvals {
+        inviting_facility: outsider
+            && group
+                .owner_policy
+                .is_some_and(|p| p.outside_invitations == CrossFacility::AdminApproval),
+        invitee_facility: outsider
+            && invitee.facility.is_some_and(|(_, p)| {
+                p.staff_join_other_facilities == CrossFacility::AdminApproval
+            }),
+        patient: patient_joined,
+    }
+}
+
+/// Staff from a facility other than the group's owner (or not known yet).
+fn is_outsider(group: &GroupFacts, invitee: &Invitee) -> bool {
+    invitee.kind == UserKind::Staff && invitee.facility.map(|(f, _)| f) != group.owner_facility
+}
+
+/// Whether both facilities' policies let this invitee into this scope of the
+/// group at all (approvals aside).
+fn invitee_fits(group: &GroupFacts, scope: InvitationScope, invitee: &Invitee) -> bool {
+    if group.kind != GroupKind::Patient {
+        return false;
+    }
+    match (scope, invitee.kind) {
+        (InvitationScope::Team, UserKind::Staff) => {
+            if !is_outsider(group, invitee) {
+                return true;
+            }
+            let owner_lets_in = group
+                .owner_policy
+                .is_none_or(|p| p.outside_invitations != CrossFacility::Never);
+            let home_lets_go = invitee
+                .facility
+                .is_none_or(|(_, p)| p.staff_join_other_facilities != CrossFacility::Never);
+            owner_lets_in && home_lets_go
+        }
+        (InvitationScope::Family, UserKind::Family) => group.family_timeline_on(),
+        _ => false,
+    }
 }
 
 /// What the actor wants to do to a timeline.
@@ -91,6 +205,8 @@ pub enum AdminOp {
     CreatePatient {
         /// The registering facility.
         facility: FacilityId,
+        /// That facility's rule for who may.
+        creators: PatientGroupCreators,
     },
     /// Create a free group or community.
     CreateGroup {
@@ -111,6 +227,25 @@ pub enum AdminOp {
     EditFacilityPolicy {
         /// The facility.
         facility: FacilityId,
+    },
+    /// Change an account's facility role or profession.
+    EditUser {
+        /// The account's facility.
+        facility: Option<FacilityId>,
+        /// The account's kind.
+        kind: UserKind,
+    },
+    /// See a facility's staff list, their group memberships and the
+    /// approvals waiting for the facility.
+    ViewFacility {
+        /// The facility.
+        facility: FacilityId,
+    },
+    /// Read the audit trail: about one facility (`Some`), or service-wide
+    /// (`None`, the operator's).
+    ViewAudit {
+        /// The facility, or `None` for everything.
+        facility: Option<FacilityId>,
     },
     /// Disable or re-enable an account.
     SetUserStatus {
@@ -135,12 +270,64 @@ pub enum Action {
         /// For `Edit`/`Delete`: the author of the targeted post.
         author: Option<UserId>,
     },
-    /// Add a member to a group, or change or remove one.
+    /// Add a member to a group directly, remove one, or leave.
     ManageMembers {
         /// The group.
         group: GroupFacts,
-        /// True when the member concerned is the actor (leaving a group).
-        target_is_self: bool,
+        /// What changes.
+        change: MemberChange,
+    },
+    /// Invite someone into a patient group (team or family timeline).
+    Invite {
+        /// The group.
+        group: GroupFacts,
+        /// Which part of the group.
+        scope: InvitationScope,
+        /// Who.
+        invitee: Invitee,
+    },
+    /// Resend or cancel an invitation.
+    ManageInvitation {
+        /// The group.
+        group: GroupFacts,
+        /// Who sent it.
+        inviter: UserId,
+    },
+    /// See a group's invitations and their approvals.
+    ViewInvitations {
+        /// The group.
+        group: GroupFacts,
+    },
+    /// Accept or decline an invitation.
+    RespondToInvitation {
+        /// The invitee (`None`: an unredeemed code).
+        invitee: Option<UserId>,
+    },
+    /// Approve or refuse an invitation in one of the approver roles.
+    DecideApproval {
+        /// Which approval.
+        role: ApprovalRole,
+        /// The group.
+        group: GroupFacts,
+        /// The invitee's facility (staff).
+        invitee_facility: Option<FacilityId>,
+    },
+    /// Find open communities.
+    ListCommunities,
+    /// Apply to join a community.
+    ApplyToCommunity {
+        /// The group applied to.
+        group: GroupFacts,
+    },
+    /// Approve or deny applications to a community, and list them.
+    DecideApplication {
+        /// The community.
+        group: GroupFacts,
+    },
+    /// Learn who wrote an anonymous consultation post (audited).
+    RevealAuthor {
+        /// The community.
+        group: GroupFacts,
     },
     /// See a group's details and member list.
     ViewGroup {
@@ -149,6 +336,25 @@ pub enum Action {
     },
     /// Administration.
     Admin(AdminOp),
+}
+
+/// A change of membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    /// The actor leaves.
+    Leave,
+    /// Someone else is removed.
+    Remove,
+    /// Someone is added directly. In patient groups this is allowed only where
+    /// an invitation would need no approvals.
+    Add {
+        /// Who.
+        invitee: Invitee,
+        /// Into which part (patient groups; `Team` elsewhere).
+        scope: InvitationScope,
+        /// From [`required_approvals`]; always false outside patient groups.
+        approvals_needed: bool,
+    },
 }
 
 /// Why an action was refused. The service maps these to error codes:
@@ -204,26 +410,127 @@ pub fn decide(actor: &Actor, action: &Action) -> Decision {
             group,
             author,
         } => decide_timeline(actor, op, timeline, group, author),
-        Action::ManageMembers {
+        Action::ManageMembers { group, change } => decide_members(actor, group, change),
+        Action::Invite {
             group,
-            target_is_self,
+            scope,
+            invitee,
         } => {
+            if group.membership.is_none() {
+                return Deny(Denial::NotVisible);
+            }
+            // Any member of the care team may invite; family members and the
+            // patient may not.
+            if actor.kind != UserKind::Staff || !group.is_team_member() {
+                return Deny(Denial::NotPermitted);
+            }
+            if invitee_fits(&group, scope, &invitee) {
+                Allow
+            } else {
+                Deny(Denial::NotPermitted)
+            }
+        }
+        Action::ManageInvitation { group, inviter } => {
+            if group.membership.is_none() {
+                return Deny(Denial::NotVisible);
+            }
+            let own = inviter == actor.user_id && group.is_team_member();
+            if own || (group.is_team_member() && group.is_moderator()) {
+                Allow
+            } else {
+                Deny(Denial::NotPermitted)
+            }
+        }
+        Action::ViewInvitations { group } => {
+            if group.membership.is_none() {
+                return Deny(Denial::NotVisible);
+            }
+            if group.kind == GroupKind::Patient
+                && group.is_team_member()
+                && may_join(actor.kind, group.kind)
+                && visibility_for(actor.kind, Visibility::All) == Visibility::All
+            {
+                Allow
+            } else {
+                Deny(Denial::NotPermitted)
+            }
+        }
+        Action::RespondToInvitation { invitee } => {
+            if invitee == Some(actor.user_id) {
+                Allow
+            } else {
+                Deny(Denial::NotVisible)
+            }
+        }
+        Action::DecideApproval {
+            role,
+            group,
+            invitee_facility,
+        } => {
+            let admin_of = |f: Option<FacilityId>| {
+                is_facility_admin(actor) && f.is_some() && actor.facility_id == f
+            };
+            let ok = match role {
+                ApprovalRole::InvitingFacility => admin_of(group.owner_facility),
+                ApprovalRole::InviteeFacility => admin_of(invitee_facility),
+                ApprovalRole::Patient => {
+                    actor.kind == UserKind::Patient && group.membership.is_some()
+                }
+            };
+            if ok {
+                Allow
+            } else if group.membership.is_some() {
+                Deny(Denial::NotPermitted)
+            } else {
+                Deny(Denial::NotVisible)
+            }
+        }
+        Action::ListCommunities => match actor.kind {
+            UserKind::Staff | UserKind::Company | UserKind::Operator => Allow,
+            UserKind::Patient | UserKind::Family => Deny(Denial::NotPermitted),
+        },
+        Action::ApplyToCommunity { group } => {
+            // Free and patient groups are invitation only; to an applicant
+            // they do not exist.
+            if group.kind != GroupKind::Community {
+                return Deny(Denial::NotVisible);
+            }
+            if !matches!(actor.kind, UserKind::Staff | UserKind::Company)
+                || group.membership.is_some()
+            {
+                return Deny(Denial::NotPermitted);
+            }
+            Allow
+        }
+        Action::DecideApplication { group } => {
+            if group.kind != GroupKind::Community {
+                return Deny(Denial::NotVisible);
+            }
             if actor.kind == UserKind::Operator {
                 return Allow;
             }
-            let Some(m) = group.membership else {
+            match group.membership {
+                None => Deny(Denial::NotVisible),
+                Some(_) if group.is_moderator() => Allow,
+                Some(_) => Deny(Denial::NotPermitted),
+            }
+        }
+        Action::RevealAuthor { group } => {
+            if group.kind != GroupKind::Community {
                 return Deny(Denial::NotVisible);
-            };
-            if target_is_self {
-                // Anyone may leave a group they are in.
-                return Allow;
             }
-            if !may_join(actor.kind, group.kind) {
-                return Deny(Denial::NotPermitted);
-            }
-            match m.role {
-                GroupRole::Owner | GroupRole::Moderator => Allow,
-                GroupRole::Member => Deny(Denial::NotPermitted),
+            match group.membership {
+                None => Deny(Denial::NotVisible),
+                // Only professionals bound by confidentiality moderate
+                // anonymity: staff (or the operator) holding a moderator
+                // role; never a company account.
+                Some(_)
+                    if group.is_moderator()
+                        && matches!(actor.kind, UserKind::Staff | UserKind::Operator) =>
+                {
+                    Allow
+                }
+                Some(_) => Deny(Denial::NotPermitted),
             }
         }
         Action::ViewGroup { group } => {
@@ -244,6 +551,54 @@ pub fn decide(actor: &Actor, action: &Action) -> Decision {
             }
         }
         Action::Admin(op) => decide_admin(actor, op),
+    }
+}
+
+fn is_facility_admin(actor: &Actor) -> bool {
+    actor.kind == UserKind::Staff && actor.facility_role == Some(FacilityRole::Admin)
+}
+
+fn decide_members(actor: &Actor, group: GroupFacts, change: MemberChange) -> Decision {
+    use Decision::{Allow, Deny};
+    if actor.kind == UserKind::Operator {
+        return Allow;
+    }
+    let Some(m) = group.membership else {
+        return Deny(Denial::NotVisible);
+    };
+    if change == MemberChange::Leave {
+        // Anyone may leave a group they are in.
+        return Allow;
+    }
+    if !may_join(actor.kind, group.kind) {
+        return Deny(Denial::NotPermitted);
+    }
+    if !matches!(m.role, GroupRole::Owner | GroupRole::Moderator) {
+        return Deny(Denial::NotPermitted);
+    }
+    match change {
+        MemberChange::Leave | MemberChange::Remove => Allow,
+        MemberChange::Add {
+            invitee,
+            scope,
+            approvals_needed,
+        } => {
+            if !may_join(invitee.kind, group.kind) {
+                return Deny(Denial::NotPermitted);
+            }
+            if group.kind != GroupKind::Patient {
+                return Allow;
+            }
+            // Patients join their own group by being registered with it.
+            if invitee.kind == UserKind::Patient {
+                return Allow;
+            }
+            if invitee_fits(&group, scope, &invitee) && !approvals_needed {
+                Allow
+            } else {
+                Deny(Denial::NotPermitted)
+            }
+        }
     }
 }
 
@@ -270,6 +625,10 @@ fn decide_timeline(
         return Deny(Denial::NotVisible);
     };
     if !TimelineKind::for_group(group.kind).contains(&timeline) {
+        return Deny(Denial::NotVisible);
+    }
+    // A facility that has switched the family timeline off: it is not there.
+    if timeline == TimelineKind::Family && !group.family_timeline_on() {
         return Deny(Denial::NotVisible);
     }
     if !may_join(actor.kind, group.kind) {
@@ -308,8 +667,7 @@ fn decide_admin(actor: &Actor, op: AdminOp) -> Decision {
     if actor.kind == UserKind::Operator && !matches!(op, AdminOp::CreatePatient { .. }) {
         return Allow;
     }
-    let is_facility_admin =
-        actor.kind == UserKind::Staff && actor.facility_role == Some(FacilityRole::Admin);
+    let is_facility_admin = is_facility_admin(actor);
     let allowed = match op {
         AdminOp::CreateFacility => false,
         AdminOp::CreateUser { facility, kind } => match kind {
@@ -323,8 +681,11 @@ fn decide_admin(actor: &Actor, op: AdminOp) -> Decision {
         },
         // Patients are registered by the staff of the facility that cares for
         // them (who then own the patient group), not by the operator.
-        AdminOp::CreatePatient { facility } => {
-            actor.kind == UserKind::Staff && actor.facility_id == Some(facility)
+        // The facility's policy may keep that to its admins.
+        AdminOp::CreatePatient { facility, creators } => {
+            actor.kind == UserKind::Staff
+                && actor.facility_id == Some(facility)
+                && (creators == PatientGroupCreators::Staff || is_facility_admin)
         }
         AdminOp::ListFacilities | AdminOp::RevokeFacilityCa => false,
         // Each facility's admins issue and revoke the certificates of their
@@ -340,8 +701,26 @@ fn decide_admin(actor: &Actor, op: AdminOp) -> Decision {
                 && facility.is_some()
                 && facility == actor.facility_id
         }
-        AdminOp::CreateGroup { kind } => {
-            actor.kind == UserKind::Staff && matches!(kind, GroupKind::Free | GroupKind::Community)
+        // Company accounts host communities and nothing else.
+        AdminOp::CreateGroup { kind } => match kind {
+            GroupKind::Free => actor.kind == UserKind::Staff,
+            GroupKind::Community => matches!(actor.kind, UserKind::Staff | UserKind::Company),
+            GroupKind::Patient => false,
+        },
+        // A facility admin changes the role and profession of their own
+        // facility's staff, sees their staff list and group memberships, and
+        // reads the audit entries about their facility.
+        AdminOp::EditUser { facility, kind } => {
+            is_facility_admin
+                && kind == UserKind::Staff
+                && facility.is_some()
+                && facility == actor.facility_id
+        }
+        AdminOp::ViewFacility { facility } => {
+            is_facility_admin && actor.facility_id == Some(facility)
+        }
+        AdminOp::ViewAudit { facility } => {
+            is_facility_admin && facility.is_some() && facility == actor.facility_id
         }
     };
     if allowed {

@@ -191,6 +191,95 @@ vocabulary!(
     }
 );
 
+vocabulary!(
+    /// A facility policy rule for crossing facility lines: staff joining other
+    /// facilities' patient groups, or outsiders invited into this facility's.
+    CrossFacility, "cross-facility rule" {
+        /// Not at all.
+        Never => "never",
+        /// Only once an admin of the facility has approved each invitation.
+        AdminApproval => "admin_approval",
+        /// Freely (the other side's rules and the patient's approval still apply).
+        Allowed => "allowed",
+    }
+);
+
+vocabulary!(
+    /// Who may register patients (and so create patient groups) for a facility.
+    PatientGroupCreators, "patient group creators" {
+        /// Any staff member of the facility.
+        Staff => "staff",
+        /// The facility's admins only.
+        Admins => "admins",
+    }
+);
+
+vocabulary!(
+    /// Where an invitation leads inside a patient group.
+    InvitationScope, "invitation scope" {
+        /// The care team: team and family timelines (staff only).
+        Team => "team",
+        /// The family timeline only (family members).
+        Family => "family",
+    }
+);
+
+vocabulary!(
+    /// Where an invitation stands.
+    InvitationStatus, "invitation status" {
+        /// Waiting for the invitee and/or approvals.
+        Pending => "pending",
+        /// Everyone agreed; the invitee is a member.
+        Joined => "joined",
+        /// The invitee said no.
+        Declined => "declined",
+        /// An approver said no.
+        Denied => "denied",
+        /// The inviter (or a group owner) withdrew it.
+        Cancelled => "cancelled",
+        /// Nobody acted before it expired.
+        Expired => "expired",
+    }
+);
+
+vocabulary!(
+    /// Whose approval an invitation waits for.
+    ApprovalRole, "approval role" {
+        /// An admin of the facility that owns the patient group.
+        InvitingFacility => "inviting_facility",
+        /// An admin of the invitee's facility.
+        InviteeFacility => "invitee_facility",
+        /// The patient, once they have joined the family timeline.
+        Patient => "patient",
+    }
+);
+
+vocabulary!(
+    /// One approval's state.
+    ApprovalState, "approval state" {
+        /// Not decided yet.
+        Pending => "pending",
+        /// Approved.
+        Approved => "approved",
+        /// Refused (the invitation is then `denied`).
+        Refused => "refused",
+    }
+);
+
+vocabulary!(
+    /// Where an application to join a community stands.
+    ApplicationStatus, "application status" {
+        /// Waiting for a moderator.
+        Pending => "pending",
+        /// Approved: the applicant is a member.
+        Approved => "approved",
+        /// Refused by a moderator.
+        Denied => "denied",
+        /// Withdrawn by the applicant.
+        Withdrawn => "withdrawn",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +301,18 @@ mod tests {
         }
         for k in EventKind::ALL {
             assert_eq!(k.as_str().parse::<EventKind>().unwrap(), *k);
+        }
+        for k in CrossFacility::ALL {
+            assert_eq!(k.as_str().parse::<CrossFacility>().unwrap(), *k);
+        }
+        for k in InvitationStatus::ALL {
+            assert_eq!(k.as_str().parse::<InvitationStatus>().unwrap(), *k);
+        }
+        for k in ApprovalRole::ALL {
+            assert_eq!(k.as_str().parse::<ApprovalRole>().unwrap(), *k);
+        }
+        for k in ApplicationStatus::ALL {
+            assert_eq!(k.as_str().parse::<ApplicationStatus>().unwrap(), *k);
         }
     }
 

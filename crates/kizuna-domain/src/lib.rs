@@ -7,8 +7,10 @@
 pub mod access;
 pub mod ids;
 pub mod kinds;
+pub mod policy;
 pub mod protocol;
 pub mod text;
 
 pub use ids::*;
 pub use kinds::*;
+pub use policy::{FacilityPolicy, NotificationHours};

@@ -14,6 +14,10 @@ pub(crate) fn record(
 ) -> ServiceResult<()> {
     entry.remote_addr = ctx.remote_addr.clone();
     entry.cert_serial = ctx.peer.as_ref().map(|p| p.serial.clone());
+    if let (Some(actor), None) = (entry.actor_user_id, entry.actor_facility_id) {
+        entry.actor_facility_id =
+            kizuna_store::directory::user(conn, kizuna_domain::UserId(actor))?.facility_id;
+    }
     audit::append(conn, &entry)?;
     Ok(())
 }

@@ -37,6 +37,8 @@ pub struct AuditEntry {
     pub remote_addr: Option<String>,
     /// Client certificate serial.
     pub cert_serial: Option<String>,
+    /// The acting user's facility (filled in by the service from the actor).
+    pub actor_facility_id: Option<i64>,
 }
 
 fn entry_hash(prev: &str, at: i64, e: &AuditEntry) -> String {
@@ -70,6 +72,7 @@ pub fn append(conn: &mut DbConn, e: &AuditEntry) -> Result<AuditRow, StoreError>
                 audit_log::detail.eq(e.detail.as_deref()),
                 audit_log::remote_addr.eq(e.remote_addr.as_deref()),
                 audit_log::cert_serial.eq(e.cert_serial.as_deref()),
+                audit_log::actor_facility_id.eq(e.actor_facility_id),
                 audit_log::prev_hash.eq(&prev),
                 audit_log::hash.eq(&hash),
             ))
@@ -152,6 +155,7 @@ pub fn verify_chain(conn: &mut DbConn) -> Result<Result<usize, ChainBroken>, Sto
                 detail: row.detail.clone(),
                 remote_addr: row.remote_addr.clone(),
                 cert_serial: row.cert_serial.clone(),
+                actor_facility_id: row.actor_facility_id,
             };
             let expected = entry_hash_with(&prev, row.at, &entry, &row.action, &row.outcome);
             if row.prev_hash != prev || row.hash != expected {
@@ -183,7 +187,7 @@ fn entry_hash_with(prev: &str, at: i64, e: &AuditEntry, action: &str, outcome: &
             .map(|x| format!("+{x}"))
             .unwrap_or_else(|| "-".into())
     };
-    let fields = [
+    let mut fields = vec![
         prev.to_owned(),
         at.to_string(),
         int(e.actor_user_id),
@@ -198,6 +202,11 @@ fn entry_hash_with(prev: &str, at: i64, e: &AuditEntry, action: &str, outcome: &
         text(&e.remote_addr),
         text(&e.cert_serial),
     ];
+    // Added later: hashed only when present, so entries written before the
+    // column existed keep their hashes.
+    if let Some(f) = e.actor_facility_id {
+        fields.push(format!("actor_facility=+{f}"));
+    }
     for f in fields {
         // Length-prefixed so that field boundaries cannot be shifted.
         h.update((f.len() as u64).to_be_bytes());

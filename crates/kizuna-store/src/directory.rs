@@ -347,6 +347,31 @@ pub struct TimelineContext {
     pub group: GroupRow,
     /// The user's membership, if any.
     pub membership: Option<MemberRow>,
+    /// The owning facility's policy (patient groups only).
+    pub owner_policy: Option<FacilityPolicy>,
+}
+
+/// The policy that governs a group: its owning facility's, for patient groups
+/// (other groups follow no single facility's policy).
+pub fn owner_policy(
+    group: &GroupRow,
+    owner: Option<&FacilityRow>,
+) -> Result<Option<FacilityPolicy>, StoreError> {
+    match (group.patient_id, owner) {
+        (Some(_), Some(f)) => Ok(Some(f.policy()?)),
+        _ => Ok(None),
+    }
+}
+
+/// A group's governing policy, loaded (see [`owner_policy`]).
+pub fn group_policy(
+    conn: &mut DbConn,
+    group: &GroupRow,
+) -> Result<Option<FacilityPolicy>, StoreError> {
+    match (group.patient_id, group.owner_facility_id) {
+        (Some(_), Some(f)) => Ok(Some(facility(conn, FacilityId(f))?.policy()?)),
+        _ => Ok(None),
+    }
 }
 
 /// Loads a timeline, its group and the user's membership; `None` when the
@@ -356,37 +381,60 @@ pub fn timeline_context(
     timeline: TimelineId,
     user: UserId,
 ) -> Result<Option<TimelineContext>, StoreError> {
-    let found: Option<(TimelineRow, GroupRow)> = timelines::table
-        .inner_join(care_groups::table)
+    let found: Option<(TimelineRow, GroupRow, Option<FacilityRow>)> = timelines::table
+        .inner_join(care_groups::table.left_join(facilities::table))
         .filter(timelines::id.eq(timeline.get()))
-        .select((timelines::all_columns, care_groups::all_columns))
+        .select((
+            timelines::all_columns,
+            care_groups::all_columns,
+            facilities::all_columns.nullable(),
+        ))
         .get_result(conn)
         .optional()?;
-    let Some((timeline, group)) = found else {
+    let Some((timeline, group, owner)) = found else {
         return Ok(None);
     };
     let membership = membership(conn, GroupId(group.id), user)?;
+    let owner_policy = owner_policy(&group, owner.as_ref())?;
     Ok(Some(TimelineContext {
         timeline,
         group,
         membership,
+        owner_policy,
     }))
+}
+
+/// One of a user's timelines (see [`timelines_of_user`]).
+#[derive(Debug, Clone)]
+pub struct UserTimeline {
+    /// The timeline.
+    pub timeline: TimelineRow,
+    /// Its group.
+    pub group: GroupRow,
+    /// The user's membership.
+    pub membership: MemberRow,
+    /// The user's read marker (0 when none).
+    pub read_seq: i64,
+    /// The group's governing policy (patient groups).
+    pub owner_policy: Option<FacilityPolicy>,
 }
 
 /// Every timeline of every group the user belongs to, with the user's
 /// membership and read marker (0 when none).
-pub fn timelines_of_user(
-    conn: &mut DbConn,
-    user: UserId,
-) -> Result<Vec<(TimelineRow, GroupRow, MemberRow, i64)>, StoreError> {
-    let rows: Vec<(TimelineRow, GroupRow, MemberRow)> = timelines::table
-        .inner_join(care_groups::table.inner_join(group_members::table))
+pub fn timelines_of_user(conn: &mut DbConn, user: UserId) -> Result<Vec<UserTimeline>, StoreError> {
+    let rows: Vec<(TimelineRow, GroupRow, MemberRow, Option<FacilityRow>)> = timelines::table
+        .inner_join(
+            care_groups::table
+                .inner_join(group_members::table)
+                .left_join(facilities::table),
+        )
         .filter(group_members::user_id.eq(user.get()))
         .order(timelines::id)
         .select((
             timelines::all_columns,
             care_groups::all_columns,
             group_members::all_columns,
+            facilities::all_columns.nullable(),
         ))
         .load(conn)?;
     let markers: Vec<(i64, i64)> = read_markers::table
@@ -394,13 +442,19 @@ pub fn timelines_of_user(
         .select((read_markers::timeline_id, read_markers::read_seq))
         .load(conn)?;
     let markers: std::collections::HashMap<i64, i64> = markers.into_iter().collect();
-    Ok(rows
-        .into_iter()
-        .map(|(t, g, m)| {
-            let read = markers.get(&t.id).copied().unwrap_or(0);
-            (t, g, m, read)
+    rows.into_iter()
+        .map(|(timeline, group, membership, owner)| {
+            let read_seq = markers.get(&timeline.id).copied().unwrap_or(0);
+            let owner_policy = owner_policy(&group, owner.as_ref())?;
+            Ok(UserTimeline {
+                timeline,
+                group,
+                membership,
+                read_seq,
+                owner_policy,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// A patient by id.

@@ -27,6 +27,52 @@ pub struct FacilityRow {
     pub require_client_cert: bool,
     /// When the operator revoked the facility's CA (Unix ms).
     pub ca_revoked_at: Option<i64>,
+    /// [`PatientGroupCreators`] spelling.
+    pub patient_group_creators: String,
+    /// [`CrossFacility`] spelling.
+    pub staff_join_other_facilities: String,
+    /// [`CrossFacility`] spelling.
+    pub outside_invitations: String,
+    /// Whether the family timeline is in use.
+    pub family_timeline: bool,
+    /// Notification window start, minutes after midnight Japan time.
+    pub notify_start_minute: Option<i64>,
+    /// Notification window end.
+    pub notify_end_minute: Option<i64>,
+}
+
+impl FacilityRow {
+    /// The facility's policy, parsed.
+    pub fn policy(&self) -> Result<FacilityPolicy, StoreError> {
+        let notification_hours = match (self.notify_start_minute, self.notify_end_minute) {
+            (Some(a), Some(b)) => Some(
+                u16::try_from(a)
+                    .ok()
+                    .zip(u16::try_from(b).ok())
+                    .and_then(|(a, b)| NotificationHours::new(a, b).ok())
+                    .ok_or(StoreError::Corrupt("facilities.notify_*_minute"))?,
+            ),
+            (None, None) => None,
+            _ => return Err(StoreError::Corrupt("facilities.notify_*_minute")),
+        };
+        Ok(FacilityPolicy {
+            patient_group_creators: parse(
+                &self.patient_group_creators,
+                "facilities.patient_group_creators",
+            )?,
+            staff_join_other_facilities: parse(
+                &self.staff_join_other_facilities,
+                "facilities.staff_join_other_facilities",
+            )?,
+            outside_invitations: parse(
+                &self.outside_invitations,
+                "facilities.outside_invitations",
+            )?,
+            family_timeline: self.family_timeline,
+            require_client_cert: self.require_client_cert,
+            notification_hours,
+        })
+    }
 }
 
 /// A client certificate issued by the service's CA.
@@ -470,4 +516,111 @@ pub struct AuditRow {
     pub prev_hash: String,
     /// This entry's hash.
     pub hash: String,
+    /// The acting user's facility at the time.
+    pub actor_facility_id: Option<i64>,
+}
+
+/// An invitation into a patient group.
+#[derive(Debug, Clone, Queryable)]
+#[diesel(table_name = invitations)]
+pub struct InvitationRow {
+    /// Id.
+    pub id: i64,
+    /// The patient group.
+    pub group_id: i64,
+    /// [`InvitationScope`] spelling.
+    pub scope: String,
+    /// [`UserKind`] spelling (`staff` or `family`).
+    pub invitee_kind: String,
+    /// The invitee, once known.
+    pub invitee_user_id: Option<i64>,
+    /// SHA-256 (hex) of the one-time code, for code invitations.
+    pub code_hash: Option<String>,
+    /// Who invited.
+    pub invited_by: i64,
+    /// [`InvitationStatus`] spelling.
+    pub status: String,
+    /// When the invitee accepted (Unix ms).
+    pub accepted_at: Option<i64>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Last (re)sent, Unix ms.
+    pub sent_at: i64,
+    /// How many times sent.
+    pub send_count: i64,
+    /// Unix ms.
+    pub expires_at: i64,
+    /// When it stopped being pending (Unix ms).
+    pub closed_at: Option<i64>,
+}
+
+impl InvitationRow {
+    /// Parsed status.
+    pub fn status(&self) -> Result<InvitationStatus, StoreError> {
+        parse(&self.status, "invitations.status")
+    }
+    /// Parsed scope.
+    pub fn scope(&self) -> Result<InvitationScope, StoreError> {
+        parse(&self.scope, "invitations.scope")
+    }
+    /// Parsed invitee kind.
+    pub fn invitee_kind(&self) -> Result<UserKind, StoreError> {
+        parse(&self.invitee_kind, "invitations.invitee_kind")
+    }
+}
+
+/// One approval an invitation waits for.
+#[derive(Debug, Clone, Queryable)]
+#[diesel(table_name = invitation_approvals)]
+pub struct ApprovalRow {
+    /// The invitation.
+    pub invitation_id: i64,
+    /// [`ApprovalRole`] spelling.
+    pub role: String,
+    /// For facility approvals: which facility's admins decide.
+    pub facility_id: Option<i64>,
+    /// [`ApprovalState`] spelling.
+    pub state: String,
+    /// Who decided.
+    pub decided_by: Option<i64>,
+    /// Unix ms.
+    pub decided_at: Option<i64>,
+}
+
+impl ApprovalRow {
+    /// Parsed role.
+    pub fn role(&self) -> Result<ApprovalRole, StoreError> {
+        parse(&self.role, "invitation_approvals.role")
+    }
+    /// Parsed state.
+    pub fn state(&self) -> Result<ApprovalState, StoreError> {
+        parse(&self.state, "invitation_approvals.state")
+    }
+}
+
+/// An application to join a community.
+#[derive(Debug, Clone, Queryable)]
+#[diesel(table_name = community_applications)]
+pub struct ApplicationRow {
+    /// Id.
+    pub id: i64,
+    /// The community.
+    pub group_id: i64,
+    /// The applicant.
+    pub user_id: i64,
+    /// [`ApplicationStatus`] spelling.
+    pub status: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// The moderator who decided.
+    pub decided_by: Option<i64>,
+    /// Unix ms.
+    pub decided_at: Option<i64>,
+}
+
+impl ApplicationRow {
+    /// Parsed status.
+    pub fn status(&self) -> Result<ApplicationStatus, StoreError> {
+        parse(&self.status, "community_applications.status")
+    }
 }

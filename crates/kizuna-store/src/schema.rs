@@ -8,6 +8,12 @@ diesel::table! {
         created_at -> BigInt,
         require_client_cert -> Bool,
         ca_revoked_at -> Nullable<BigInt>,
+        patient_group_creators -> Text,
+        staff_join_other_facilities -> Text,
+        outside_invitations -> Text,
+        family_timeline -> Bool,
+        notify_start_minute -> Nullable<BigInt>,
+        notify_end_minute -> Nullable<BigInt>,
     }
 }
 
@@ -145,6 +151,7 @@ diesel::table! {
         cert_serial -> Nullable<Text>,
         prev_hash -> Text,
         hash -> Text,
+        actor_facility_id -> Nullable<BigInt>,
     }
 }
 
@@ -181,7 +188,53 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    invitations (id) {
+        id -> BigInt,
+        group_id -> BigInt,
+        scope -> Text,
+        invitee_kind -> Text,
+        invitee_user_id -> Nullable<BigInt>,
+        code_hash -> Nullable<Text>,
+        invited_by -> BigInt,
+        status -> Text,
+        accepted_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        sent_at -> BigInt,
+        send_count -> BigInt,
+        expires_at -> BigInt,
+        closed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    invitation_approvals (invitation_id, role) {
+        invitation_id -> BigInt,
+        role -> Text,
+        facility_id -> Nullable<BigInt>,
+        state -> Text,
+        decided_by -> Nullable<BigInt>,
+        decided_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    community_applications (id) {
+        id -> BigInt,
+        group_id -> BigInt,
+        user_id -> BigInt,
+        status -> Text,
+        created_at -> BigInt,
+        decided_by -> Nullable<BigInt>,
+        decided_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(users -> facilities (facility_id));
+diesel::joinable!(care_groups -> facilities (owner_facility_id));
+diesel::joinable!(invitations -> care_groups (group_id));
+diesel::joinable!(invitation_approvals -> invitations (invitation_id));
+diesel::joinable!(community_applications -> care_groups (group_id));
 diesel::joinable!(timelines -> care_groups (group_id));
 diesel::joinable!(group_members -> care_groups (group_id));
 diesel::joinable!(group_members -> users (user_id));
@@ -190,6 +243,9 @@ diesel::joinable!(events -> timelines (timeline_id));
 diesel::joinable!(acks -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    invitations,
+    invitation_approvals,
+    community_applications,
     facilities,
     users,
     patients,

@@ -304,7 +304,10 @@ fn acknowledgements_and_read_markers() {
         let mine = directory::timelines_of_user(&mut c, w.doctor).unwrap();
         assert_eq!(mine.len(), 2);
         assert_eq!(
-            mine.iter().find(|(t, ..)| t.id == w.team.get()).unwrap().3,
+            mine.iter()
+                .find(|u| u.timeline.id == w.team.get())
+                .unwrap()
+                .read_seq,
             s2
         );
     }
@@ -360,6 +363,23 @@ fn audit_chain_verifies_and_detects_tampering() {
         }
         assert_eq!(audit::verify_chain(&mut c).unwrap(), Ok(5));
         let third = audit::entries(&mut c, &audit::AuditFilter::default()).unwrap()[2].id;
+        // The database refuses to change an entry...
+        let refused = diesel::sql_query(format!(
+            "UPDATE audit_log SET actor_user_id = 1 WHERE id = {third}"
+        ))
+        .execute(&mut *c);
+        assert!(refused.is_err(), "an UPDATE of audit_log must be refused");
+        let refused =
+            diesel::sql_query(format!("DELETE FROM audit_log WHERE id = {third}")).execute(&mut *c);
+        assert!(refused.is_err(), "a DELETE from audit_log must be refused");
+        assert_eq!(audit::verify_chain(&mut c).unwrap(), Ok(5));
+        // ...and one who owns the database and drops the guard is still caught
+        // by the chain.
+        let drop_guard = match db.backend() {
+            kizuna_store::Backend::Sqlite => "DROP TRIGGER audit_log_no_update",
+            kizuna_store::Backend::Postgres => "DROP TRIGGER audit_log_no_change ON audit_log",
+        };
+        diesel::sql_query(drop_guard).execute(&mut *c).unwrap();
         diesel::sql_query(format!(
             "UPDATE audit_log SET actor_user_id = 1 WHERE id = {third}"
         ))

@@ -389,6 +389,7 @@ fn row(profile: &Profile, group: GroupKind, timeline: TimelineKind) -> String {
         kind: group,
         owner_facility: Some(OWNING),
         membership: profile.membership,
+        owner_policy: None,
     };
     let cells: [(TimelineOp, Option<UserId>); 8] = [
         (TimelineOp::Read, None),
@@ -458,6 +459,7 @@ fn family_member_cannot_read_team_timeline() {
         kind: GroupKind::Patient,
         owner_facility: Some(OWNING),
         membership: member(GroupRole::Member, Visibility::FamilyOnly),
+        owner_policy: None,
     };
     let d = decide(
         &of_kind(UserKind::Family),
@@ -502,12 +504,13 @@ fn member_management_table() {
             kind: GroupKind::Patient,
             owner_facility: Some(OWNING),
             membership: *membership,
+            owner_policy: None,
         };
         let got = outcome(decide(
             actor,
             &Action::ManageMembers {
                 group,
-                target_is_self: false,
+                change: MemberChange::Remove,
             },
         ));
         assert_eq!(got, *expected, "{name}");
@@ -521,13 +524,14 @@ fn leaving_and_viewing_groups() {
         kind: GroupKind::Patient,
         owner_facility: Some(OWNING),
         membership: m,
+        owner_policy: None,
     };
     let leave = |actor: &Actor, m| {
         outcome(decide(
             actor,
             &Action::ManageMembers {
                 group: in_group(m),
-                target_is_self: true,
+                change: MemberChange::Leave,
             },
         ))
     };
@@ -652,19 +656,28 @@ fn admin_table() {
         (
             "nurse registers patient of own facility",
             nurse,
-            AdminOp::CreatePatient { facility: OWNING },
+            AdminOp::CreatePatient {
+                facility: OWNING,
+                creators: PatientGroupCreators::Staff,
+            },
             'A',
         ),
         (
             "nurse registers patient of other facility",
             nurse,
-            AdminOp::CreatePatient { facility: OTHER },
+            AdminOp::CreatePatient {
+                facility: OTHER,
+                creators: PatientGroupCreators::Staff,
+            },
             'P',
         ),
         (
             "family registers patient",
             family,
-            AdminOp::CreatePatient { facility: OWNING },
+            AdminOp::CreatePatient {
+                facility: OWNING,
+                creators: PatientGroupCreators::Staff,
+            },
             'P',
         ),
         (
@@ -727,7 +740,7 @@ fn admin_table_for_accounts_certificates_and_policies() {
     use AdminOp::*;
     #[rustfmt::skip]
     let cases: &[(&str, Actor, AdminOp, char)] = &[
-        ("operator registers a patient", operator, CreatePatient { facility: OWNING }, 'P'),
+        ("operator registers a patient", operator, CreatePatient { facility: OWNING, creators: PatientGroupCreators::Staff }, 'P'),
         ("operator lists facilities", operator, ListFacilities, 'A'),
         ("facility admin lists facilities", admin, ListFacilities, 'P'),
         ("admin disables own staff", admin, SetUserStatus { facility: Some(OWNING), kind: UserKind::Staff }, 'A'),

@@ -14,15 +14,34 @@ impl Service {
     ) -> ServiceResult<GroupView> {
         let caller = CallerInfo::from(caller);
         self.blocking(move |conn| {
-            if let Err(e) = allow(
-                conn,
-                &caller,
-                Action::Admin(AdminOp::CreatePatient { facility }),
-            ) {
+            // Staff of another facility learn nothing about this one: an
+            // unknown facility and someone else's answer alike.
+            let creators = match directory::facility(conn, facility) {
+                Ok(f) => f.policy()?.patient_group_creators,
+                Err(kizuna_store::StoreError::NotFound) if caller.user.is_some() => {
+                    return denied(
+                        conn,
+                        &caller,
+                        "admin.create_patient",
+                        ServiceError::NotFound,
+                    );
+                }
+                Err(kizuna_store::StoreError::NotFound) => {
+                    return Err(invalid("facility_id names no facility"));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let op = AdminOp::CreatePatient { facility, creators };
+            if let Err(e) = allow(conn, &caller, Action::Admin(op)) {
+                let other_facility =
+                    caller_actor(conn, &caller)?.is_some_and(|a| a.facility_id != Some(facility));
+                let e = if other_facility {
+                    ServiceError::NotFound
+                } else {
+                    e
+                };
                 return denied(conn, &caller, "admin.create_patient", e);
             }
-            directory::facility(conn, facility)
-                .map_err(|_| invalid("facility_id names no facility"))?;
             let Some(owner) = caller.user.or(owner) else {
                 return Err(invalid(
                     "the CLI must name an owner for a new patient group (--owner)",
@@ -164,15 +183,37 @@ impl Service {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let action = Action::ManageMembers {
-                group: facts(conn, &caller, &g)?,
-                target_is_self: false,
+            let group_facts = facts(conn, &caller, &g)?;
+            // Refused callers learn nothing about the user id they named.
+            let any = Action::ManageMembers {
+                group: group_facts,
+                change: MemberChange::Remove,
             };
-            if let Err(e) = allow(conn, &caller, action) {
+            if let Err(e) = allow(conn, &caller, any) {
                 return denied(conn, &caller, "admin.add_member", e);
             }
             let u = directory::user(conn, user).map_err(|_| invalid("user_id names no user"))?;
             let kind = u.kind()?;
+            let invitee = invitee_facts(conn, &u)?;
+            let scope = if visibility_for(kind, Visibility::All) == Visibility::FamilyOnly {
+                InvitationScope::Family
+            } else {
+                InvitationScope::Team
+            };
+            let approvals_needed = g.kind()? == GroupKind::Patient
+                && !required_approvals(&group_facts, &invitee, patient_joined(conn, &g)?)
+                    .is_empty();
+            let action = Action::ManageMembers {
+                group: group_facts,
+                change: MemberChange::Add {
+                    invitee,
+                    scope,
+                    approvals_needed,
+                },
+            };
+            if let Err(e) = allow(conn, &caller, action) {
+                return denied(conn, &caller, "admin.add_member", e);
+            }
             if !may_join(kind, g.kind()?) {
                 return Err(invalid(
                     "this kind of account cannot join this kind of group",
@@ -226,9 +267,14 @@ impl Service {
         let caller = CallerInfo::from(caller);
         self.blocking(move |conn| {
             let g = directory::group(conn, group)?;
+            let change = if caller.user == Some(user) {
+                MemberChange::Leave
+            } else {
+                MemberChange::Remove
+            };
             let action = Action::ManageMembers {
                 group: facts(conn, &caller, &g)?,
-                target_is_self: caller.user == Some(user),
+                change,
             };
             if let Err(e) = allow(conn, &caller, action) {
                 return denied(conn, &caller, "admin.remove_member", e);
@@ -256,8 +302,39 @@ impl Service {
     }
 }
 
+/// The access-control facts of someone to be added or invited.
+pub(crate) fn invitee_facts(conn: &mut DbConn, u: &UserRow) -> ServiceResult<Invitee> {
+    let facility = match u.facility_id {
+        Some(f) if u.kind()? == UserKind::Staff => Some((
+            FacilityId(f),
+            directory::facility(conn, FacilityId(f))?.policy()?,
+        )),
+        _ => None,
+    };
+    Ok(Invitee {
+        kind: u.kind()?,
+        facility,
+    })
+}
+
+/// Whether the patient's own account is a member of their patient group.
+pub(crate) fn patient_joined(conn: &mut DbConn, g: &GroupRow) -> ServiceResult<bool> {
+    let Some(pid) = g.patient_id else {
+        return Ok(false);
+    };
+    let p = directory::patient(conn, PatientId(pid))?;
+    Ok(match p.user_id {
+        Some(u) => directory::membership(conn, GroupId(g.id), UserId(u))?.is_some(),
+        None => false,
+    })
+}
+
 /// The access-control facts of a group for a caller.
-fn facts(conn: &mut DbConn, caller: &CallerInfo, g: &GroupRow) -> ServiceResult<GroupFacts> {
+pub(crate) fn facts(
+    conn: &mut DbConn,
+    caller: &CallerInfo,
+    g: &GroupRow,
+) -> ServiceResult<GroupFacts> {
     let membership = match caller.user {
         Some(uid) => directory::membership(conn, GroupId(g.id), uid)?
             .map(|m| m.membership())
@@ -268,5 +345,6 @@ fn facts(conn: &mut DbConn, caller: &CallerInfo, g: &GroupRow) -> ServiceResult<
         kind: g.kind()?,
         owner_facility: g.owner_facility_id.map(FacilityId),
         membership,
+        owner_policy: directory::group_policy(conn, g)?,
     })
 }

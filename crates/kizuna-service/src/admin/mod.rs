@@ -16,7 +16,8 @@ use crate::audit::record;
 use crate::auth::{Caller, RequestContext, password};
 use crate::error::{ServiceError, ServiceResult};
 use kizuna_domain::access::{
-    Action, AdminOp, Decision, GroupFacts, decide, may_join, visibility_for,
+    Action, AdminOp, Decision, GroupFacts, Invitee, MemberChange, decide, may_join,
+    required_approvals, visibility_for,
 };
 use kizuna_domain::text::Name;
 use kizuna_domain::*;

@@ -53,6 +53,7 @@ pub(crate) fn authorize(
             .as_ref()
             .map(|m| m.membership())
             .transpose()?,
+        owner_policy: ctx.owner_policy,
     };
     let action = Action::Timeline {
         op,
@@ -69,18 +70,17 @@ pub(crate) fn authorize(
 /// Whether the actor may read a timeline of a group they are a member of.
 pub(crate) fn may_read(
     actor: &kizuna_domain::access::Actor,
-    t: &kizuna_store::models::TimelineRow,
-    g: &kizuna_store::models::GroupRow,
-    m: &kizuna_store::models::MemberRow,
+    row: &directory::UserTimeline,
 ) -> ServiceResult<bool> {
     let facts = GroupFacts {
-        kind: g.kind()?,
-        owner_facility: g.owner_facility_id.map(FacilityId),
-        membership: Some(m.membership()?),
+        kind: row.group.kind()?,
+        owner_facility: row.group.owner_facility_id.map(FacilityId),
+        membership: Some(row.membership.membership()?),
+        owner_policy: row.owner_policy,
     };
     let action = Action::Timeline {
         op: TimelineOp::Read,
-        timeline: t.kind()?,
+        timeline: row.timeline.kind()?,
         group: facts,
         author: None,
     };
@@ -94,9 +94,9 @@ pub(crate) fn readable_timelines(
     actor: &kizuna_domain::access::Actor,
 ) -> ServiceResult<std::collections::HashSet<TimelineId>> {
     let mut out = std::collections::HashSet::new();
-    for (t, g, m, _) in directory::timelines_of_user(conn, actor.user_id)? {
-        if may_read(actor, &t, &g, &m)? {
-            out.insert(TimelineId(t.id));
+    for row in directory::timelines_of_user(conn, actor.user_id)? {
+        if may_read(actor, &row)? {
+            out.insert(TimelineId(row.timeline.id));
         }
     }
     Ok(out)

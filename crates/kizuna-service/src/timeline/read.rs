@@ -193,10 +193,11 @@ impl Service {
         self.blocking(move |conn| {
             let actor = directory::user(conn, principal.user_id)?.actor()?;
             let mut out = Vec::new();
-            for (t, g, m, read_seq) in directory::timelines_of_user(conn, principal.user_id)? {
-                if !super::may_read(&actor, &t, &g, &m)? {
+            for row in directory::timelines_of_user(conn, principal.user_id)? {
+                if !super::may_read(&actor, &row)? {
                     continue;
                 }
+                let (t, g, m, read_seq) = (row.timeline, row.group, row.membership, row.read_seq);
                 let unread =
                     events::unread_count(conn, TimelineId(t.id), principal.user_id, read_seq)?;
                 out.push(TimelineSummary {

@@ -1,0 +1,14 @@
+DROP TRIGGER audit_log_no_delete;
+DROP TRIGGER audit_log_no_update;
+DROP INDEX audit_log_actor_facility;
+DROP INDEX audit_log_facility;
+ALTER TABLE audit_log DROP COLUMN actor_facility_id;
+DROP TABLE community_applications;
+DROP TABLE invitation_approvals;
+DROP TABLE invitations;
+ALTER TABLE facilities DROP COLUMN notify_end_minute;
+ALTER TABLE facilities DROP COLUMN notify_start_minute;
+ALTER TABLE facilities DROP COLUMN family_timeline;
+ALTER TABLE facilities DROP COLUMN outside_invitations;
+ALTER TABLE facilities DROP COLUMN staff_join_other_facilities;
+ALTER TABLE facilities DROP COLUMN patient_group_creators;
