@@ -26,14 +26,31 @@ pub enum AdminCommand {
         #[arg(long)]
         password_only: bool,
     },
-    /// Set whether a facility's staff need a client certificate to log in.
+    /// Change a facility's policy; rules not given stay as they are.
     SetFacilityPolicy {
         /// Facility id.
         #[arg(long)]
         facility: i64,
         /// true: certificate and password; false: password only.
         #[arg(long, action = clap::ArgAction::Set)]
-        require_client_cert: bool,
+        require_client_cert: Option<bool>,
+        /// Who may register patients: staff or admins.
+        #[arg(long)]
+        patient_group_creators: Option<PatientGroupCreators>,
+        /// Staff joining other facilities' patient groups: never,
+        /// admin_approval or allowed.
+        #[arg(long)]
+        staff_join_other_facilities: Option<CrossFacility>,
+        /// Outsiders invited into this facility's patient groups: never,
+        /// admin_approval or allowed.
+        #[arg(long)]
+        outside_invitations: Option<CrossFacility>,
+        /// Whether the family timeline is in use.
+        #[arg(long, action = clap::ArgAction::Set)]
+        family_timeline: Option<bool>,
+        /// Notification hours, HH:MM-HH:MM Japan time, or "any".
+        #[arg(long)]
+        notification_hours: Option<String>,
     },
     /// Create an account. The password is read from the environment variable
     /// named by --password-env (default KIZUNA_NEW_PASSWORD), or from stdin
@@ -200,10 +217,30 @@ pub async fn run(settings: Settings, cmd: AdminCommand) -> Result<()> {
         AdminCommand::SetFacilityPolicy {
             facility,
             require_client_cert,
-        } => print(
-            &svc.set_facility_policy(cli, FacilityId(facility), require_client_cert)
-                .await?,
-        )?,
+            patient_group_creators,
+            staff_join_other_facilities,
+            outside_invitations,
+            family_timeline,
+            notification_hours,
+        } => {
+            let notification_hours = match notification_hours.as_deref() {
+                None => None,
+                Some("any") => Some(None),
+                Some(h) => Some(Some(h.parse::<NotificationHours>()?)),
+            };
+            let change = kizuna_service::admin::PolicyChange {
+                patient_group_creators,
+                staff_join_other_facilities,
+                outside_invitations,
+                family_timeline,
+                require_client_cert,
+                notification_hours,
+            };
+            print(
+                &svc.set_facility_policy(cli, FacilityId(facility), change)
+                    .await?,
+            )?
+        }
         AdminCommand::CreateUser {
             login,
             name: n,
@@ -280,6 +317,7 @@ pub async fn run(settings: Settings, cmd: AdminCommand) -> Result<()> {
                 action,
                 after_id: after,
                 limit: Some(limit),
+                ..Default::default()
             };
             for entry in svc.audit_entries(cli, filter).await? {
                 println!("{}", serde_json::to_string(&entry)?);

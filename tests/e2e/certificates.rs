@@ -2689,27 +2689,35 @@ async fn disabling_an_account_or_removing_a_member_acts_on_certificate_connectio
         close_code(&mut ws, Duration::from_secs(3)).await,
         close_code::ACCOUNT_DISABLED
     );
+    // Disabling revoked the account's certificates: the device cannot even
+    // complete a new handshake.
+    assert_alert!(
+        s.on(&phone).get("/v1/me", Some(&t.access_token)).await,
+        Alert::Revoked
+    );
+    assert_alert!(
+        s.on(&phone).connect_ws(&t.access_token).await,
+        Alert::Revoked
+    );
+    // Without the device, the token and refresh token are refused as well,
+    // and the password alone does not log in.
     assert_code(
-        c.get("/v1/me", Some(&t.access_token)).await,
+        s.client.get("/v1/me", Some(&t.access_token)).await,
         401,
-        ErrorCode::Unauthorized,
+        ErrorCode::CertificateRejected,
     );
     assert_code(
-        c.connect_ws(&t.access_token).await,
-        401,
-        ErrorCode::Unauthorized,
-    );
-    assert_code(
-        c.refresh(&t.refresh_token).await,
+        s.client.refresh(&t.refresh_token).await,
         401,
         ErrorCode::Unauthorized,
     );
     assert_refused(
-        c.login("kenji", PASSWORD).await,
+        s.client.login("kenji", PASSWORD).await,
         403,
         ErrorCode::AccountDisabled,
         "this account is disabled",
     );
+    drop(c);
     // And no certificate is issued to a disabled account.
     assert_code(
         s.issue(

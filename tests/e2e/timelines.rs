@@ -46,7 +46,7 @@ async fn team_members_receive_a_nurses_report_in_real_time_and_in_order() {
                     (w.team, expected, EventKind::Post)
                 );
                 assert_eq!(ev.body.as_ref().unwrap().expose(), body);
-                assert_eq!(ev.author.user_id, uid(&w.nurse));
+                assert_eq!(ev.author.map(|a| a.user_id), Some(uid(&w.nurse)));
                 assert_eq!(ev.client_msg_id, None, "others do not see the author's key");
             }
         }

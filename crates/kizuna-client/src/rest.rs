@@ -114,6 +114,29 @@ impl Client {
         parse(req.send().await?).await
     }
 
+    /// `GET path` answered with text (CSV or JSON-lines exports): status,
+    /// `Content-Type` and body. Error answers are parsed as usual.
+    pub async fn get_text(&self, path: &str, token: Option<&str>) -> Result<(u16, String, String)> {
+        let mut req = self.http.get(format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        if resp.status().as_u16() >= 400 {
+            return parse(resp)
+                .await
+                .map(|(s, v)| (s, String::new(), v.to_string()));
+        }
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Ok((status, content_type, resp.text().await?))
+    }
+
     /// `DELETE path` with a bearer token.
     pub async fn delete(&self, path: &str, token: Option<&str>) -> Result<(u16, Value)> {
         let mut req = self.http.delete(format!("{}{}", self.base, path));

@@ -29,6 +29,9 @@ pub struct WsConnection {
     /// Frames that arrived while waiting for an answer (events, acks, resyncs).
     pushed: VecDeque<ServerFrame>,
     hello: ServerFrame,
+    /// Every text frame received since [`WsConnection::record_raw`], as sent
+    /// (for tests that check what is on the wire, not what parses).
+    raw: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for WsConnection {
@@ -123,6 +126,7 @@ impl Client {
             next_id: 1,
             pushed: VecDeque::new(),
             hello,
+            raw: None,
         })
     }
 
@@ -185,7 +189,12 @@ impl WsConnection {
                 Ok(Some(m)) => m?,
             };
             match msg {
-                Message::Text(t) => return parse_frame(&t),
+                Message::Text(t) => {
+                    if let Some(raw) = &mut self.raw {
+                        raw.push(t.to_string());
+                    }
+                    return parse_frame(&t);
+                }
                 Message::Close(c) => {
                     let (code, reason) = c
                         .map(|c| (u16::from(c.code), c.reason.to_string()))
@@ -199,6 +208,17 @@ impl WsConnection {
                 _ => continue,
             }
         }
+    }
+
+    /// Starts keeping the text of every frame received from now on.
+    pub fn record_raw(&mut self) {
+        self.raw.get_or_insert_with(Vec::new);
+    }
+
+    /// The text of the frames received since [`WsConnection::record_raw`]
+    /// (or the last call), oldest first.
+    pub fn take_raw(&mut self) -> Vec<String> {
+        self.raw.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Frames pushed so far and not yet taken.

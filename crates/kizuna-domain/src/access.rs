@@ -434,8 +434,11 @@ pub fn decide(actor: &Actor, action: &Action) -> Decision {
             if group.membership.is_none() {
                 return Deny(Denial::NotVisible);
             }
-            let own = inviter == actor.user_id && group.is_team_member();
-            if own || (group.is_team_member() && group.is_moderator()) {
+            // The inviter, or an owner/moderator, who sees the team (never a
+            // family member, the patient or a company account, whatever
+            // their stored role or visibility says).
+            let own = inviter == actor.user_id;
+            if sees_team(actor, &group) && (own || group.is_moderator()) {
                 Allow
             } else {
                 Deny(Denial::NotPermitted)
@@ -445,11 +448,7 @@ pub fn decide(actor: &Actor, action: &Action) -> Decision {
             if group.membership.is_none() {
                 return Deny(Denial::NotVisible);
             }
-            if group.kind == GroupKind::Patient
-                && group.is_team_member()
-                && may_join(actor.kind, group.kind)
-                && visibility_for(actor.kind, Visibility::All) == Visibility::All
-            {
+            if group.kind == GroupKind::Patient && sees_team(actor, &group) {
                 Allow
             } else {
                 Deny(Denial::NotPermitted)
@@ -554,27 +553,40 @@ pub fn decide(actor: &Actor, action: &Action) -> Decision {
     }
 }
 
+/// A member who may see the whole group: a kind of account that may take
+/// part in it, seeing every timeline (never a patient or family member,
+/// whatever visibility is stored).
+fn sees_team(actor: &Actor, group: &GroupFacts) -> bool {
+    may_join(actor.kind, group.kind)
+        && group
+            .membership
+            .is_some_and(|m| visibility_for(actor.kind, m.visibility) == Visibility::All)
+}
+
 fn is_facility_admin(actor: &Actor) -> bool {
     actor.kind == UserKind::Staff && actor.facility_role == Some(FacilityRole::Admin)
 }
 
 fn decide_members(actor: &Actor, group: GroupFacts, change: MemberChange) -> Decision {
     use Decision::{Allow, Deny};
-    if actor.kind == UserKind::Operator {
-        return Allow;
-    }
-    let Some(m) = group.membership else {
-        return Deny(Denial::NotVisible);
-    };
-    if change == MemberChange::Leave {
-        // Anyone may leave a group they are in.
-        return Allow;
-    }
-    if !may_join(actor.kind, group.kind) {
-        return Deny(Denial::NotPermitted);
-    }
-    if !matches!(m.role, GroupRole::Owner | GroupRole::Moderator) {
-        return Deny(Denial::NotPermitted);
+    // The operator manages any group's members without being in it; who may
+    // be added (kinds, policies, approvals) binds the operator too.
+    if actor.kind != UserKind::Operator {
+        let Some(m) = group.membership else {
+            return Deny(Denial::NotVisible);
+        };
+        if change == MemberChange::Leave {
+            // Anyone may leave a group they are in.
+            return Allow;
+        }
+        // Patients and family members do not see the team, so they do not
+        // manage it, whatever role is stored.
+        if !sees_team(actor, &group) {
+            return Deny(Denial::NotPermitted);
+        }
+        if !matches!(m.role, GroupRole::Owner | GroupRole::Moderator) {
+            return Deny(Denial::NotPermitted);
+        }
     }
     match change {
         MemberChange::Leave | MemberChange::Remove => Allow,
@@ -664,7 +676,16 @@ fn decide_timeline(
 
 fn decide_admin(actor: &Actor, op: AdminOp) -> Decision {
     use Decision::{Allow, Deny};
-    if actor.kind == UserKind::Operator && !matches!(op, AdminOp::CreatePatient { .. }) {
+    // The operator may do everything but register patients (and so create
+    // patient groups, which come only with a registered patient).
+    let patient_group = matches!(
+        op,
+        AdminOp::CreatePatient { .. }
+            | AdminOp::CreateGroup {
+                kind: GroupKind::Patient
+            }
+    );
+    if actor.kind == UserKind::Operator && !patient_group {
         return Allow;
     }
     let is_facility_admin = is_facility_admin(actor);

@@ -58,6 +58,14 @@ id_type!(
     EventId
 );
 id_type!(
+    /// An application to join a community.
+    ApplicationId
+);
+id_type!(
+    /// An invitation into a patient group.
+    InvitationId
+);
+id_type!(
     /// A login session (one per device login; refresh tokens rotate within it).
     SessionId
 );

@@ -257,8 +257,18 @@ pub struct Event {
     pub seq: Seq,
     /// What happened.
     pub kind: EventKind,
-    /// Who did it.
-    pub author: Author,
+    /// Who did it. `null` on an anonymous event (see `anonymous`): nobody
+    /// learns who wrote in a community's consultation timeline, the author
+    /// included.
+    #[serde(default)]
+    pub author: Option<Author>,
+    /// True on every event of a consultation timeline: the author is withheld.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+    /// `history` only: true on the caller's own anonymous posts, so the
+    /// author's client can find them again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mine: bool,
     /// Post, edit: the text. Absent for deletes and membership events, and for
     /// a post that has since been deleted (see `deleted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -280,6 +290,17 @@ pub struct Event {
     /// Post (in `history`): how many members acknowledged (了解) it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ack_count: u32,
+}
+
+impl Event {
+    /// The event with its author withheld (`author: null`, `anonymous: true`),
+    /// as every event of a consultation timeline is sent. `client_msg_id` is
+    /// left as it is: it is only ever filled in for the author's own view.
+    pub fn anonymized(mut self) -> Event {
+        self.author = None;
+        self.anonymous = true;
+        self
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -854,6 +875,47 @@ mod tests {
             let e = parse_command(&format!(r#"{{"type":"{name}","id":"x","zzz":1}}"#)).unwrap_err();
             assert_ne!(e.code, ErrorCode::UnknownCommand, "{name}");
         }
+    }
+
+    #[test]
+    fn an_anonymous_event_names_nobody_and_says_so() {
+        let event = Event {
+            event_id: EventId(9),
+            timeline_id: TimelineId(4),
+            seq: 1,
+            kind: EventKind::Post,
+            author: Some(Author {
+                user_id: UserId(77),
+                display_name: Name::parse("Suzuki").unwrap(),
+                kind: UserKind::Staff,
+                profession: Some(Profession::Nurse),
+                facility_id: Some(FacilityId(3)),
+            }),
+            anonymous: false,
+            mine: false,
+            body: Some(Body::parse("Is this stage 3?").unwrap()),
+            target_seq: None,
+            client_msg_id: None,
+            created_at: 1,
+            edited_at: None,
+            deleted: false,
+            ack_count: 0,
+        };
+        let plain = serde_json::to_string(&event).unwrap();
+        assert!(plain.contains(r#""user_id":77"#) && !plain.contains("anonymous"));
+        let hidden = event.anonymized();
+        let s = serde_json::to_string(&hidden).unwrap();
+        assert!(s.contains(r#""author":null"#), "{s}");
+        assert!(s.contains(r#""anonymous":true"#), "{s}");
+        assert!(
+            !s.contains("77") && !s.contains("Suzuki") && !s.contains("mine"),
+            "{s}"
+        );
+        let back: Event = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, hidden);
+        // Older frames without the new fields still parse.
+        let old: Event = serde_json::from_str(&plain).unwrap();
+        assert!(old.author.is_some() && !old.anonymous && !old.mine);
     }
 
     #[test]

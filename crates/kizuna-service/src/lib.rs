@@ -8,7 +8,9 @@
 pub mod admin;
 mod audit;
 pub mod auth;
+pub mod communities;
 pub mod error;
+pub mod invitations;
 pub mod pki;
 pub mod timeline;
 

@@ -477,3 +477,124 @@ pub fn link_patient_account(
         Ok(())
     }
 }
+
+/// Stores a facility's whole policy.
+pub fn set_facility_policy(
+    conn: &mut DbConn,
+    facility: FacilityId,
+    p: &FacilityPolicy,
+) -> Result<FacilityRow, StoreError> {
+    let (start, end) = match p.notification_hours {
+        Some(h) => (
+            Some(i64::from(h.start_minute)),
+            Some(i64::from(h.end_minute)),
+        ),
+        None => (None, None),
+    };
+    diesel::update(facilities::table.find(facility.get()))
+        .set((
+            facilities::patient_group_creators.eq(p.patient_group_creators.as_str()),
+            facilities::staff_join_other_facilities.eq(p.staff_join_other_facilities.as_str()),
+            facilities::outside_invitations.eq(p.outside_invitations.as_str()),
+            facilities::family_timeline.eq(p.family_timeline),
+            facilities::require_client_cert.eq(p.require_client_cert),
+            facilities::notify_start_minute.eq(start),
+            facilities::notify_end_minute.eq(end),
+        ))
+        .returning(facilities::all_columns)
+        .get_result(conn)
+        .optional()?
+        .ok_or(StoreError::NotFound)
+}
+
+/// What an admin may change of an account (`None`: unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate<'a> {
+    /// New role in the facility.
+    pub facility_role: Option<FacilityRole>,
+    /// New profession.
+    pub profession: Option<Profession>,
+    /// New display name.
+    pub display_name: Option<&'a str>,
+}
+
+/// Changes an account's role, profession or display name; returns the row.
+pub fn update_user(
+    conn: &mut DbConn,
+    id: UserId,
+    u: &UserUpdate<'_>,
+) -> Result<UserRow, StoreError> {
+    let mut row = user(conn, id)?;
+    if let Some(r) = u.facility_role {
+        row.facility_role = Some(r.as_str().to_owned());
+    }
+    if let Some(p) = u.profession {
+        row.profession = Some(p.as_str().to_owned());
+    }
+    if let Some(n) = u.display_name {
+        row.display_name = n.to_owned();
+    }
+    row.updated_at = now_ms();
+    diesel::update(users::table.find(id.get()))
+        .set((
+            users::facility_role.eq(row.facility_role.as_deref()),
+            users::profession.eq(row.profession.as_deref()),
+            users::display_name.eq(&row.display_name),
+            users::updated_at.eq(row.updated_at),
+        ))
+        .execute(conn)?;
+    Ok(row)
+}
+
+/// Every account of a facility (staff and patients), by id.
+pub fn users_of_facility(
+    conn: &mut DbConn,
+    facility: FacilityId,
+) -> Result<Vec<UserRow>, StoreError> {
+    Ok(users::table
+        .filter(users::facility_id.eq(facility.get()))
+        .order(users::id)
+        .load(conn)?)
+}
+
+/// The groups a user belongs to, with the membership, by join time.
+pub fn groups_of_user(
+    conn: &mut DbConn,
+    user: UserId,
+) -> Result<Vec<(GroupRow, MemberRow)>, StoreError> {
+    Ok(care_groups::table
+        .inner_join(group_members::table)
+        .filter(group_members::user_id.eq(user.get()))
+        .order(group_members::joined_at)
+        .select((care_groups::all_columns, group_members::all_columns))
+        .load(conn)?)
+}
+
+/// Removes a user from every group (what they wrote stays); returns the
+/// groups they were in.
+pub fn remove_from_all_groups(conn: &mut DbConn, user: UserId) -> Result<Vec<GroupId>, StoreError> {
+    let groups: Vec<i64> = group_members::table
+        .filter(group_members::user_id.eq(user.get()))
+        .select(group_members::group_id)
+        .load(conn)?;
+    diesel::delete(group_members::table.filter(group_members::user_id.eq(user.get())))
+        .execute(conn)?;
+    Ok(groups.into_iter().map(GroupId).collect())
+}
+
+/// The family members and patients (visibility `family_only`) of a facility's
+/// patient groups.
+pub fn family_members_of_facility_groups(
+    conn: &mut DbConn,
+    facility: FacilityId,
+) -> Result<Vec<UserId>, StoreError> {
+    let ids: Vec<i64> = group_members::table
+        .inner_join(care_groups::table)
+        .filter(care_groups::owner_facility_id.eq(facility.get()))
+        .filter(care_groups::patient_id.is_not_null())
+        .filter(group_members::visibility.eq(Visibility::FamilyOnly.as_str()))
+        .select(group_members::user_id)
+        .distinct()
+        .load(conn)?;
+    Ok(ids.into_iter().map(UserId).collect())
+}

@@ -69,16 +69,40 @@ fn next_seq(conn: &mut DbConn, timeline: TimelineId) -> Result<i64, StoreError> 
 /// Appends a post. A retry with the same `(author, client_msg_id)` returns the
 /// stored event instead of a second one (also when two retries race).
 pub fn append_post(conn: &mut DbConn, post: NewPost<'_>) -> Result<Appended, StoreError> {
+    append_post_and(conn, post, |_, _| Ok::<(), StoreError>(()))
+}
+
+/// Why [`append_post_and`]'s transaction ended.
+enum AppendFailure<E> {
+    Store(StoreError),
+    After(E),
+}
+
+impl<E> From<StoreError> for AppendFailure<E> {
+    fn from(e: StoreError) -> Self {
+        AppendFailure::Store(e)
+    }
+}
+
+/// Appends a post and runs `after` on the new row in the same transaction
+/// (the service writes the post's audit entry there): both commit, or
+/// neither. `after` does not run for a retry that matched a stored post.
+///
+/// The idempotency check reads before the transaction starts, so that the
+/// transaction's first statement is the `seq` increment: on SQLite a
+/// transaction that reads first and writes second can fail at once with
+/// SQLITE_BUSY under concurrent writers instead of waiting for the lock.
+pub fn append_post_and<E, F>(conn: &mut DbConn, post: NewPost<'_>, after: F) -> Result<Appended, E>
+where
+    E: From<StoreError>,
+    F: FnOnce(&mut DbConn, &EventRow) -> Result<(), E>,
+{
     if let Some(existing) = by_client_msg_id(conn, post.author_id, post.client_msg_id)? {
         return Ok(Appended::Duplicate(existing));
     }
-    let result = conn.transaction::<EventRow, diesel::result::Error, _>(|conn| {
-        let seq = next_seq(conn, post.timeline_id).map_err(|e| match e {
-            StoreError::NotFound => diesel::result::Error::NotFound,
-            StoreError::Database(d) => d,
-            _ => diesel::result::Error::RollbackTransaction,
-        })?;
-        diesel::insert_into(events::table)
+    let result = crate::db::transaction(conn, |conn| {
+        let seq = next_seq(conn, post.timeline_id)?;
+        let row: EventRow = diesel::insert_into(events::table)
             .values((
                 events::timeline_id.eq(post.timeline_id.get()),
                 events::seq.eq(seq),
@@ -90,16 +114,21 @@ pub fn append_post(conn: &mut DbConn, post: NewPost<'_>) -> Result<Appended, Sto
             ))
             .returning(events::all_columns)
             .get_result(conn)
+            .map_err(StoreError::from)?;
+        after(conn, &row).map_err(AppendFailure::After)?;
+        Ok::<_, AppendFailure<E>>(row)
     });
     match result {
         Ok(row) => Ok(Appended::New(row)),
-        Err(e) if is_unique_violation(&e) => {
+        Err(AppendFailure::After(e)) => Err(e),
+        // The only unique constraint an insert of a fresh `seq` can hit.
+        Err(AppendFailure::Store(StoreError::Conflict(_))) => {
             // Another request with the same key committed first.
-            by_client_msg_id(conn, post.author_id, post.client_msg_id)?
+            Ok(by_client_msg_id(conn, post.author_id, post.client_msg_id)?
                 .map(Appended::Duplicate)
-                .ok_or(StoreError::Conflict("client_msg_id"))
+                .ok_or(StoreError::Conflict("client_msg_id"))?)
         }
-        Err(e) => Err(e.into()),
+        Err(AppendFailure::Store(e)) => Err(e.into()),
     }
 }
 

@@ -13,10 +13,12 @@
 
 pub mod audit;
 pub mod certificates;
+pub mod communities;
 pub mod db;
 pub mod directory;
 pub mod error;
 pub mod events;
+pub mod invitations;
 pub mod models;
 pub mod schema;
 pub mod sessions;

@@ -415,7 +415,9 @@ impl EventRow {
             timeline_id: TimelineId(self.timeline_id),
             seq: self.seq,
             kind: self.kind()?,
-            author: author.author()?,
+            author: Some(author.author()?),
+            anonymous: false,
+            mine: false,
             body,
             target_seq: self.target_seq,
             client_msg_id: if viewer == Some(UserId(self.author_id)) {

@@ -10,7 +10,7 @@ use kizuna_domain::protocol::ErrorCode;
 use kizuna_domain::text::Name;
 use kizuna_domain::*;
 use kizuna_service::Caller;
-use kizuna_service::admin::NewAccount;
+use kizuna_service::admin::{NewAccount, PolicyChange, UserChange};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -18,8 +18,12 @@ pub(crate) fn scope() -> actix_web::Scope {
     web::scope("/admin")
         .route("/facilities", web::post().to(create_facility))
         .route("/facilities", web::get().to(list_facilities))
+        .route("/facilities/{id}", web::get().to(get_facility))
         .route("/facilities/{id}", web::patch().to(set_facility_policy))
+        .route("/facilities/{id}/users", web::get().to(facility_users))
         .route("/users", web::post().to(create_user))
+        .route("/users/{id}", web::patch().to(edit_user))
+        .route("/users/{id}/groups", web::get().to(user_groups))
         .route("/users/{id}/disable", web::post().to(disable_user))
         .route("/users/{id}/enable", web::post().to(enable_user))
         .route("/patients", web::post().to(create_patient))
@@ -107,10 +111,45 @@ async fn create_facility(
     Ok(HttpResponse::Created().json(f))
 }
 
+/// A policy change: every field optional; `notification_hours: null` means
+/// any time.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PolicyBody {
-    require_client_cert: bool,
+    #[serde(default)]
+    patient_group_creators: Option<PatientGroupCreators>,
+    #[serde(default)]
+    staff_join_other_facilities: Option<CrossFacility>,
+    #[serde(default)]
+    outside_invitations: Option<CrossFacility>,
+    #[serde(default)]
+    family_timeline: Option<bool>,
+    #[serde(default)]
+    require_client_cert: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    notification_hours: Option<Option<NotificationHours>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from a missing one (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+async fn get_facility(
+    state: web::Data<AppState>,
+    who: Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id_from_path(&path)?;
+    let f = state
+        .service
+        .facility(Caller::User(&who.0), FacilityId(id))
+        .await?;
+    Ok(HttpResponse::Ok().json(f))
 }
 
 async fn set_facility_policy(
@@ -120,15 +159,79 @@ async fn set_facility_policy(
     body: web::Json<PolicyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id_from_path(&path)?;
+    let b = body.into_inner();
+    let change = PolicyChange {
+        patient_group_creators: b.patient_group_creators,
+        staff_join_other_facilities: b.staff_join_other_facilities,
+        outside_invitations: b.outside_invitations,
+        family_timeline: b.family_timeline,
+        require_client_cert: b.require_client_cert,
+        notification_hours: b.notification_hours,
+    };
     let f = state
         .service
-        .set_facility_policy(
-            Caller::User(&who.0),
-            FacilityId(id),
-            body.require_client_cert,
-        )
+        .set_facility_policy(Caller::User(&who.0), FacilityId(id), change)
         .await?;
     Ok(HttpResponse::Ok().json(f))
+}
+
+async fn facility_users(
+    state: web::Data<AppState>,
+    who: Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id_from_path(&path)?;
+    let users = state
+        .service
+        .facility_users(Caller::User(&who.0), FacilityId(id))
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "users": users })))
+}
+
+/// What a facility admin may change of an account; anything else (`kind`,
+/// `facility_id`, `status`, `login`…) is refused with 400.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserPatchBody {
+    #[serde(default)]
+    facility_role: Option<FacilityRole>,
+    #[serde(default)]
+    profession: Option<Profession>,
+    #[serde(default)]
+    display_name: Option<Name>,
+}
+
+async fn edit_user(
+    state: web::Data<AppState>,
+    who: Authenticated,
+    path: web::Path<String>,
+    body: web::Json<UserPatchBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id_from_path(&path)?;
+    let b = body.into_inner();
+    let change = UserChange {
+        facility_role: b.facility_role,
+        profession: b.profession,
+        display_name: b.display_name,
+    };
+    let u = state
+        .service
+        .edit_user(Caller::User(&who.0), UserId(id), change)
+        .await?;
+    Ok(HttpResponse::Ok().json(u))
+}
+
+async fn user_groups(
+    state: web::Data<AppState>,
+    who: Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id_from_path(&path)?;
+    let groups = state
+        .service
+        .user_groups(Caller::User(&who.0), UserId(id))
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "groups": groups })))
 }
 
 async fn list_facilities(

@@ -66,15 +66,25 @@ pub(crate) async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub(crate) async fn me(who: Authenticated) -> HttpResponse {
+pub(crate) async fn me(
+    state: web::Data<AppState>,
+    who: Authenticated,
+) -> Result<HttpResponse, ApiError> {
     let a = who.0.actor;
-    HttpResponse::Ok().json(serde_json::json!({
+    let hours = state.service.notification_hours(&who.0).await?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Ok(HttpResponse::Ok().json(serde_json::json!({
         "user_id": a.user_id,
         "kind": a.kind,
         "facility_id": a.facility_id,
         "facility_role": a.facility_role,
         "session_id": who.0.session_id,
-    }))
+        "notification_hours": hours,
+        "notifications_allowed_now": hours.is_none_or(|h| h.allows_at_unix_ms(now_ms)),
+    })))
 }
 
 pub(crate) async fn timelines(

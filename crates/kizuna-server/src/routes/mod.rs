@@ -1,9 +1,12 @@
 //! REST routes under `/v1/`, plus health checks.
 
 mod admin;
+mod audit;
 mod auth;
 mod certificates;
+mod communities;
 mod health;
+mod invitations;
 
 use crate::error::ApiError;
 use actix_web::{HttpResponse, web};
@@ -37,6 +40,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                     "/admin/facilities/{id}/revoke-ca",
                     web::post().to(certificates::revoke_facility_ca),
                 )
+                .configure(communities::routes)
+                .configure(audit::configure)
+                .configure(invitations::routes)
                 .service(admin::scope()),
         );
 }

@@ -1,141 +1,10 @@
-//! Facilities and accounts.
+//! Accounts: creation, role and profession, deactivation, and a facility
+//! admin's view of their staff.
 
 use super::*;
 use kizuna_realtime::{CloseReason, Selector};
 
 impl Service {
-    /// Creates a facility (operator). `require_client_cert`: whether its staff
-    /// log in with a client certificate and a password (default) or a
-    /// password only.
-    pub async fn create_facility(
-        &self,
-        caller: Caller<'_>,
-        name: Name,
-        require_client_cert: bool,
-    ) -> ServiceResult<FacilityView> {
-        let caller = CallerInfo::from(caller);
-        self.blocking(move |conn| {
-            if let Err(e) = allow(conn, &caller, Action::Admin(AdminOp::CreateFacility)) {
-                return denied(conn, &caller, "admin.create_facility", e);
-            }
-            transaction(conn, |conn| {
-                let f = directory::create_facility(conn, name.expose(), require_client_cert)?;
-                audit(
-                    conn,
-                    &caller,
-                    AuditEntry {
-                        action: "admin.create_facility",
-                        outcome: "ok",
-                        facility_id: Some(f.id),
-                        detail: Some(format!("require_client_cert={require_client_cert}")),
-                        ..Default::default()
-                    },
-                )?;
-                Ok(FacilityView {
-                    id: FacilityId(f.id),
-                    name,
-                    require_client_cert,
-                })
-            })
-        })
-        .await
-    }
-
-    /// Sets whether a facility's staff need a client certificate to log in
-    /// (operator, or that facility's admin). Making it stricter ends the
-    /// facility's certificate-less sessions at once and closes their sockets.
-    pub async fn set_facility_policy(
-        &self,
-        caller: Caller<'_>,
-        facility: FacilityId,
-        require_client_cert: bool,
-    ) -> ServiceResult<FacilityView> {
-        let caller = CallerInfo::from(caller);
-        let (view, ended) = self
-            .blocking(move |conn| {
-                if allow(
-                    conn,
-                    &caller,
-                    Action::Admin(AdminOp::EditFacilityPolicy { facility }),
-                )
-                .is_err()
-                {
-                    return denied(
-                        conn,
-                        &caller,
-                        "admin.set_facility_policy",
-                        ServiceError::NotFound,
-                    );
-                }
-                transaction(conn, |conn| {
-                    kizuna_store::certificates::set_require_client_cert(
-                        conn,
-                        facility,
-                        require_client_cert,
-                    )?;
-                    // Stricter now: sessions made without a certificate end at
-                    // once (their sockets close below), not at their next refresh.
-                    let ended = if require_client_cert {
-                        kizuna_store::sessions::revoke_unbound_sessions_of_facility(
-                            conn,
-                            facility,
-                            "certificate_now_required",
-                        )?
-                    } else {
-                        Vec::new()
-                    };
-                    audit(
-                        conn,
-                        &caller,
-                        AuditEntry {
-                            action: "admin.set_facility_policy",
-                            outcome: "ok",
-                            facility_id: Some(facility.get()),
-                            detail: Some(format!("require_client_cert={require_client_cert}")),
-                            ..Default::default()
-                        },
-                    )?;
-                    let f = directory::facility(conn, facility)?;
-                    Ok((
-                        FacilityView {
-                            id: facility,
-                            name: Name::parse(f.name).map_err(|_| {
-                                ServiceError::Internal("stored name invalid".into())
-                            })?,
-                            require_client_cert: f.require_client_cert,
-                        },
-                        ended,
-                    ))
-                })
-            })
-            .await?;
-        for session in ended {
-            self.close_connections(Selector::Session(session), CloseReason::SessionEnded)
-                .await;
-        }
-        Ok(view)
-    }
-
-    /// Lists facilities (operator).
-    pub async fn facilities(&self, caller: Caller<'_>) -> ServiceResult<Vec<FacilityView>> {
-        let caller = CallerInfo::from(caller);
-        self.blocking(move |conn| {
-            allow(conn, &caller, Action::Admin(AdminOp::ListFacilities))?;
-            directory::facilities(conn)?
-                .into_iter()
-                .map(|f| {
-                    Ok(FacilityView {
-                        id: FacilityId(f.id),
-                        name: Name::parse(f.name)
-                            .map_err(|_| ServiceError::Internal("stored name invalid".into()))?,
-                        require_client_cert: f.require_client_cert,
-                    })
-                })
-                .collect()
-        })
-        .await
-    }
-
     /// Creates an account. Authorization comes before the (deliberately
     /// expensive) password hash, so refused callers cost nothing.
     pub async fn create_user(
@@ -231,8 +100,11 @@ impl Service {
         .await
     }
 
-    /// Disables or re-enables an account. Disabling ends every session and
-    /// closes every live connection of the account at once.
+    /// Disables or re-enables an account. Disabling revokes every certificate
+    /// of the account (CRLs rebuilt), ends every session, removes the account
+    /// from every group (what it wrote stays, attributed), and closes every
+    /// live connection of the account on every node at once. Re-enabling
+    /// restores the login only: certificates and memberships are given anew.
     pub async fn set_user_status(
         &self,
         caller: Caller<'_>,
@@ -240,64 +112,274 @@ impl Service {
         status: UserStatus,
     ) -> ServiceResult<()> {
         let caller = CallerInfo::from(caller);
+        let revoked = self
+            .blocking(move |conn| {
+                // Only someone who administers accounts at all learns whether an
+                // id exists.
+                let target = match directory::user(conn, user) {
+                    Ok(t) => t,
+                    Err(kizuna_store::StoreError::NotFound) => {
+                        let any = AdminOp::SetUserStatus {
+                            facility: None,
+                            kind: UserKind::Staff,
+                        };
+                        allow(conn, &caller, Action::Admin(any))
+                            .or_else(|_| {
+                                let own = caller_actor(conn, &caller)?.and_then(|a| a.facility_id);
+                                allow(
+                                    conn,
+                                    &caller,
+                                    Action::Admin(AdminOp::SetUserStatus {
+                                        facility: own,
+                                        kind: UserKind::Staff,
+                                    }),
+                                )
+                            })
+                            .or_else(|e| denied(conn, &caller, "admin.set_user_status", e))?;
+                        return Err(ServiceError::NotFound);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let op = AdminOp::SetUserStatus {
+                    facility: target.facility_id.map(FacilityId),
+                    kind: target.kind()?,
+                };
+                if let Err(e) = allow(conn, &caller, Action::Admin(op)) {
+                    // Another facility's accounts do not exist for this caller.
+                    let e = if other_facility(conn, &caller, target.facility_id)? {
+                        ServiceError::NotFound
+                    } else {
+                        e
+                    };
+                    return denied(conn, &caller, "admin.set_user_status", e);
+                }
+                transaction(conn, |conn| {
+                    directory::set_user_status(conn, user, status)?;
+                    let mut revoked = Vec::new();
+                    let mut left = Vec::new();
+                    if status == UserStatus::Disabled {
+                        sessions::revoke_user_sessions(conn, user, "account_disabled")?;
+                        revoked = kizuna_store::certificates::revoke_all_of_user(
+                            conn,
+                            user,
+                            "cessationOfOperation",
+                        )?;
+                        left = directory::remove_from_all_groups(conn, user)?;
+                    }
+                    audit(
+                        conn,
+                        &caller,
+                        AuditEntry {
+                            action: "admin.set_user_status",
+                            outcome: "ok",
+                            facility_id: target.facility_id,
+                            subject_user_id: Some(user.get()),
+                            detail: Some(format!(
+                                "status={status} certificates_revoked={} groups_left={}",
+                                revoked.len(),
+                                left.len()
+                            )),
+                            ..Default::default()
+                        },
+                    )?;
+                    for c in &revoked {
+                        audit(
+                            conn,
+                            &caller,
+                            AuditEntry {
+                                action: "cert.revoke",
+                                outcome: "ok",
+                                facility_id: Some(c.facility_id),
+                                subject_user_id: Some(c.user_id),
+                                detail: Some(format!(
+                                    "serial={} reason=cessationOfOperation",
+                                    c.serial
+                                )),
+                                ..Default::default()
+                            },
+                        )?;
+                    }
+                    Ok(revoked.into_iter().map(|c| c.serial).collect::<Vec<_>>())
+                })
+            })
+            .await?;
+        if status == UserStatus::Disabled {
+            self.close_connections(Selector::User(user), CloseReason::AccountDisabled)
+                .await;
+            if !revoked.is_empty() {
+                self.after_revocation(&revoked).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes a staff account's facility role, profession or display name
+    /// (operator, or an admin of the account's facility). A role taken away
+    /// takes effect at the account's next request: rights are read from the
+    /// database every time, never from the token.
+    pub async fn edit_user(
+        &self,
+        caller: Caller<'_>,
+        user: UserId,
+        change: UserChange,
+    ) -> ServiceResult<UserView> {
+        let caller = CallerInfo::from(caller);
         self.blocking(move |conn| {
-            // Only someone who administers accounts at all learns whether an
-            // id exists.
             let target = match directory::user(conn, user) {
                 Ok(t) => t,
                 Err(kizuna_store::StoreError::NotFound) => {
-                    let any = AdminOp::SetUserStatus {
-                        facility: None,
-                        kind: UserKind::Staff,
-                    };
-                    allow(conn, &caller, Action::Admin(any))
-                        .or_else(|_| {
-                            let own = caller_actor(conn, &caller)?.and_then(|a| a.facility_id);
-                            allow(
-                                conn,
-                                &caller,
-                                Action::Admin(AdminOp::SetUserStatus {
-                                    facility: own,
-                                    kind: UserKind::Staff,
-                                }),
-                            )
-                        })
-                        .or_else(|e| denied(conn, &caller, "admin.set_user_status", e))?;
-                    return Err(ServiceError::NotFound);
+                    return denied(conn, &caller, "admin.edit_user", ServiceError::NotFound);
                 }
                 Err(e) => return Err(e.into()),
             };
-            let op = AdminOp::SetUserStatus {
+            let op = AdminOp::EditUser {
                 facility: target.facility_id.map(FacilityId),
                 kind: target.kind()?,
             };
             if let Err(e) = allow(conn, &caller, Action::Admin(op)) {
-                return denied(conn, &caller, "admin.set_user_status", e);
+                let e = if other_facility(conn, &caller, target.facility_id)? {
+                    ServiceError::NotFound
+                } else {
+                    e
+                };
+                return denied(conn, &caller, "admin.edit_user", e);
+            }
+            if target.kind()? != UserKind::Staff
+                && (change.facility_role.is_some() || change.profession.is_some())
+            {
+                return Err(invalid(
+                    "profession and facility_role are for staff accounts",
+                ));
             }
             transaction(conn, |conn| {
-                directory::set_user_status(conn, user, status)?;
-                if status == UserStatus::Disabled {
-                    sessions::revoke_user_sessions(conn, user, "account_disabled")?;
+                let row = directory::update_user(
+                    conn,
+                    user,
+                    &directory::UserUpdate {
+                        facility_role: change.facility_role,
+                        profession: change.profession,
+                        display_name: change.display_name.as_ref().map(|n| n.expose()),
+                    },
+                )?;
+                let mut detail = Vec::new();
+                if let Some(r) = change.facility_role {
+                    detail.push(format!("facility_role={r}"));
+                }
+                if let Some(p) = change.profession {
+                    detail.push(format!("profession={p}"));
+                }
+                if change.display_name.is_some() {
+                    detail.push("display_name=changed".into());
                 }
                 audit(
                     conn,
                     &caller,
                     AuditEntry {
-                        action: "admin.set_user_status",
+                        action: "admin.edit_user",
                         outcome: "ok",
-                        facility_id: target.facility_id,
+                        facility_id: row.facility_id,
                         subject_user_id: Some(user.get()),
-                        detail: Some(format!("status={status}")),
+                        detail: Some(detail.join(" ")),
                         ..Default::default()
                     },
-                )
+                )?;
+                user_view(&row)
             })
         })
-        .await?;
-        if status == UserStatus::Disabled {
-            self.close_connections(Selector::User(user), CloseReason::AccountDisabled)
-                .await;
-        }
-        Ok(())
+        .await
     }
+
+    /// Every account of a facility (operator, or that facility's admin).
+    pub async fn facility_users(
+        &self,
+        caller: Caller<'_>,
+        facility: FacilityId,
+    ) -> ServiceResult<Vec<UserView>> {
+        let caller = CallerInfo::from(caller);
+        self.blocking(move |conn| {
+            if let Err(e) = allow(
+                conn,
+                &caller,
+                Action::Admin(AdminOp::ViewFacility { facility }),
+            ) {
+                let e = facility_refusal(conn, &caller, Some(facility.get()), e)?;
+                return denied(conn, &caller, "admin.view_facility", e);
+            }
+            directory::users_of_facility(conn, facility)?
+                .iter()
+                .map(user_view)
+                .collect()
+        })
+        .await
+    }
+
+    /// The groups an account of the caller's facility belongs to. Names of
+    /// other facilities' patient groups are left out (they name patients the
+    /// caller's facility does not care for).
+    pub async fn user_groups(
+        &self,
+        caller: Caller<'_>,
+        user: UserId,
+    ) -> ServiceResult<Vec<UserGroupView>> {
+        let caller = CallerInfo::from(caller);
+        self.blocking(move |conn| {
+            let target = directory::user(conn, user).ok();
+            let facility = target.as_ref().and_then(|t| t.facility_id).map(FacilityId);
+            let allowed = match facility {
+                Some(facility) => allow(
+                    conn,
+                    &caller,
+                    Action::Admin(AdminOp::ViewFacility { facility }),
+                )
+                .is_ok(),
+                None => false,
+            };
+            if !allowed {
+                return denied(
+                    conn,
+                    &caller,
+                    "admin.view_user_groups",
+                    ServiceError::NotFound,
+                );
+            }
+            let viewer_facility = caller_actor(conn, &caller)?.and_then(|a| a.facility_id);
+            directory::groups_of_user(conn, user)?
+                .into_iter()
+                .map(|(g, m)| {
+                    let kind = g.kind()?;
+                    let owner = g.owner_facility_id.map(FacilityId);
+                    let show_name = kind != GroupKind::Patient
+                        || viewer_facility.is_none()
+                        || owner == viewer_facility;
+                    let mm = m.membership()?;
+                    Ok(UserGroupView {
+                        group_id: GroupId(g.id),
+                        kind,
+                        name: if show_name {
+                            Some(Name::parse(g.name).map_err(|_| {
+                                ServiceError::Internal("stored group name invalid".into())
+                            })?)
+                        } else {
+                            None
+                        },
+                        owner_facility_id: owner,
+                        role: mm.role,
+                        visibility: mm.visibility,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
+/// What [`Service::edit_user`] changes (`None`: unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct UserChange {
+    /// Admin or staff.
+    pub facility_role: Option<FacilityRole>,
+    /// Profession.
+    pub profession: Option<Profession>,
+    /// Display name.
+    pub display_name: Option<Name>,
 }

@@ -5,10 +5,20 @@
 
 mod accounts;
 mod audit_trail;
+mod facilities;
 mod groups;
 mod views;
 
-pub use views::{FacilityView, GroupView, MemberView, NewAccount, TimelineView, UserView};
+pub use accounts::UserChange;
+pub use audit_trail::{
+    AuditExport, AuditFilter, AuditPage, AuditRow, MAX_AUDIT_PAGE, PatientAccess, PatientAccessView,
+};
+pub use facilities::PolicyChange;
+pub(crate) use groups::facts;
+pub(crate) use groups::{invitee_facts, patient_joined};
+pub use views::{
+    FacilityView, GroupView, MemberView, NewAccount, TimelineView, UserGroupView, UserView,
+};
 use views::{group_view, user_view};
 
 use crate::Service;
@@ -128,4 +138,33 @@ pub(crate) fn denied<T>(
         )?;
     }
     Err(e)
+}
+
+/// Whether the caller is a user of a facility other than `target` (an
+/// operator, or the CLI, is not).
+pub(crate) fn other_facility(
+    conn: &mut DbConn,
+    caller: &CallerInfo,
+    target: Option<i64>,
+) -> ServiceResult<bool> {
+    Ok(match caller_actor(conn, caller)? {
+        Some(a) if a.kind != UserKind::Operator => a.facility_id.map(FacilityId::get) != target,
+        _ => false,
+    })
+}
+
+/// The refusal for a facility-scoped admin action: the access function's
+/// answer (`forbidden`) to someone of that facility, who knows it exists;
+/// `not_found` to anyone else, exactly as for an id that does not exist.
+pub(crate) fn facility_refusal(
+    conn: &mut DbConn,
+    caller: &CallerInfo,
+    facility: Option<i64>,
+    e: ServiceError,
+) -> ServiceResult<ServiceError> {
+    Ok(if other_facility(conn, caller, facility)? {
+        ServiceError::NotFound
+    } else {
+        e
+    })
 }

@@ -9,8 +9,28 @@ pub struct FacilityView {
     pub id: FacilityId,
     /// Name.
     pub name: Name,
-    /// Whether staff need a client certificate as well as a password.
-    pub require_client_cert: bool,
+    /// Its policy (every rule, at the top level of the JSON object).
+    #[serde(flatten)]
+    pub policy: kizuna_domain::FacilityPolicy,
+}
+
+/// A group one account belongs to (the admin's view of a staff member).
+#[derive(Debug, Clone, Serialize)]
+pub struct UserGroupView {
+    /// The group.
+    pub group_id: GroupId,
+    /// Its kind.
+    pub kind: GroupKind,
+    /// Its name (for a patient group, the patient's name: shown only to
+    /// admins of the facility that owns it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Name>,
+    /// The group's owning facility.
+    pub owner_facility_id: Option<FacilityId>,
+    /// The account's role in it.
+    pub role: GroupRole,
+    /// Which timelines the account sees.
+    pub visibility: Visibility,
 }
 
 /// A user account, as returned by the admin API.

@@ -10,7 +10,7 @@ pub mod password;
 pub mod tokens;
 
 use crate::Service;
-use crate::audit::record;
+use crate::audit::{record, record_as};
 use crate::error::{ServiceError, ServiceResult};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -144,7 +144,7 @@ impl LoginLimits {
     }
 
     /// Takes one attempt from both buckets; false when either is empty.
-    fn allow(&self, login: &str, addr: Option<&str>) -> bool {
+    pub(crate) fn allow(&self, login: &str, addr: Option<&str>) -> bool {
         // Keep the key maps from growing without bound.
         if self.per_login.len() > 100_000 {
             self.per_login.retain_recent();
@@ -174,6 +174,15 @@ fn new_refresh_token() -> (String, String) {
 
 fn hash_refresh(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A refused login of a known account: about the account's facility, so its
+/// admins see it.
+fn login_fail_entry(user: &kizuna_store::models::UserRow, reason: &str) -> AuditEntry {
+    AuditEntry {
+        facility_id: user.facility_id,
+        ..fail_entry("auth.login", Some(user.id), reason)
+    }
 }
 
 fn fail_entry(action: &'static str, subject: Option<i64>, reason: &str) -> AuditEntry {
@@ -213,19 +222,11 @@ impl Service {
                 return Err(ServiceError::InvalidCredentials);
             };
             if !password::verify(password, &user.password_hash) {
-                record(
-                    conn,
-                    &ctx,
-                    fail_entry("auth.login", Some(user.id), "bad_password"),
-                )?;
+                record(conn, &ctx, login_fail_entry(&user, "bad_password"))?;
                 return Err(ServiceError::InvalidCredentials);
             }
             if user.status()? != UserStatus::Active {
-                record(
-                    conn,
-                    &ctx,
-                    fail_entry("auth.login", Some(user.id), "account_disabled"),
-                )?;
+                record(conn, &ctx, login_fail_entry(&user, "account_disabled"))?;
                 return Err(ServiceError::AccountDisabled);
             }
             // The second factor: the device's certificate, checked in the TLS
@@ -239,7 +240,7 @@ impl Service {
                                 record(
                                     conn,
                                     &ctx,
-                                    fail_entry("auth.login", Some(user.id), "certificate_rejected"),
+                                    login_fail_entry(&user, "certificate_rejected"),
                                 )?;
                                 return Err(e);
                             }
@@ -249,7 +250,7 @@ impl Service {
                         record(
                             conn,
                             &ctx,
-                            fail_entry("auth.login", Some(user.id), "certificate_of_another_user"),
+                            login_fail_entry(&user, "certificate_of_another_user"),
                         )?;
                         return Err(ServiceError::InvalidCredentials);
                     }
@@ -257,11 +258,7 @@ impl Service {
                 None => {
                     let required = facility_requires_certificate(conn, &user)?;
                     if required {
-                        record(
-                            conn,
-                            &ctx,
-                            fail_entry("auth.login", Some(user.id), "certificate_required"),
-                        )?;
+                        record(conn, &ctx, login_fail_entry(&user, "certificate_required"))?;
                         return Err(ServiceError::CertificateRequired);
                     }
                 }
@@ -279,11 +276,11 @@ impl Service {
                     thumb,
                     expires_at,
                 )?;
-                record(
+                record_as(
                     conn,
                     &ctx,
+                    &user,
                     AuditEntry {
-                        actor_user_id: Some(user.id),
                         action: "auth.login",
                         outcome: "ok",
                         facility_id: user.facility_id,

@@ -91,7 +91,7 @@ impl Service {
         Ok(set)
     }
 
-    pub(super) async fn after_revocation(&self, serials: &[String]) {
+    pub(crate) async fn after_revocation(&self, serials: &[String]) {
         if let Err(e) = self.refresh_crls().await {
             tracing::error!(error = %e, "CRLs could not be rebuilt after a revocation; revoked certificates are still refused by the per-request check");
         }

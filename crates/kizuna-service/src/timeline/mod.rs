@@ -15,7 +15,8 @@ pub use write::Stored;
 use crate::auth::Principal;
 use crate::error::{ServiceError, ServiceResult};
 use kizuna_domain::access::{Action, Decision, GroupFacts, TimelineOp, decide};
-use kizuna_domain::{FacilityId, TimelineId, UserId};
+use kizuna_domain::protocol::Event;
+use kizuna_domain::{FacilityId, TimelineId, TimelineKind, UserId};
 use kizuna_store::DbConn;
 use kizuna_store::directory::{self, TimelineContext};
 use kizuna_store::models::UserRow;
@@ -30,6 +31,18 @@ impl Authorized {
     pub(crate) fn is_patient_group(&self) -> bool {
         self.ctx.group.patient_id.is_some()
     }
+
+    /// Whether the timeline is a community's consultation tab, whose events
+    /// never name their author.
+    pub(crate) fn is_anonymous(&self) -> ServiceResult<bool> {
+        Ok(self.ctx.timeline.kind()? == TimelineKind::Consultation)
+    }
+}
+
+/// An event as sent from a timeline: anonymized when the timeline is
+/// anonymous (the same for every recipient, the author included).
+pub(crate) fn present(event: Event, anonymous: bool) -> Event {
+    if anonymous { event.anonymized() } else { event }
 }
 
 /// Loads the facts and asks the access function. `author` is the author of the

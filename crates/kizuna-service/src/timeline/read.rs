@@ -1,9 +1,9 @@
 //! Reading: subscribe authorization and catch-up, history, acknowledgements
 //! and the timeline list. Reads of a patient group's timelines are audited.
 
-use super::{Authorized, authorize};
+use super::{Authorized, authorize, present};
 use crate::Service;
-use crate::audit::record;
+use crate::audit::{record, record_as};
 use crate::auth::Principal;
 use crate::error::{ServiceError, ServiceResult};
 use kizuna_domain::access::TimelineOp;
@@ -30,11 +30,12 @@ fn audit_read(conn: &mut DbConn, p: &Principal, a: &Authorized, via: &str) -> Se
     if !a.is_patient_group() {
         return Ok(());
     }
-    record(
+    // The actor's row is at hand: no lookup for their facility.
+    record_as(
         conn,
         &p.ctx,
+        &a.user,
         AuditEntry {
-            actor_user_id: Some(p.user_id.get()),
             action: "timeline.read",
             outcome: "ok",
             facility_id: a.ctx.group.owner_facility_id,
@@ -86,12 +87,17 @@ fn authorize_read(
     }
 }
 
+/// Rows as events for `viewer`. On an anonymous timeline every event is
+/// anonymized; `mark_mine` (`history`) then flags the viewer's own posts.
 fn to_events(
     conn: &mut DbConn,
-    timeline: TimelineId,
+    a: &Authorized,
     rows: &[(EventRow, AuthorRow)],
     viewer: &Principal,
+    mark_mine: bool,
 ) -> ServiceResult<Vec<Event>> {
+    let timeline = TimelineId(a.ctx.timeline.id);
+    let anonymous = a.is_anonymous()?;
     let seqs: Vec<Seq> = rows
         .iter()
         .filter(|(e, _)| e.kind == "post")
@@ -99,12 +105,20 @@ fn to_events(
         .collect();
     let counts = events::ack_counts(conn, timeline, &seqs)?;
     rows.iter()
-        .map(|(e, a)| {
-            Ok(e.to_event(
-                a,
+        .map(|(e, author)| {
+            let event = e.to_event(
+                author,
                 counts.get(&e.seq).copied().unwrap_or(0),
                 Some(viewer.user_id),
-            )?)
+            )?;
+            if !anonymous {
+                return Ok(event);
+            }
+            let mine = mark_mine && e.kind == "post" && e.author_id == viewer.user_id.get();
+            Ok(Event {
+                mine,
+                ..present(event, true)
+            })
         })
         .collect()
 }
@@ -131,13 +145,13 @@ impl Service {
     ) -> ServiceResult<CatchUp> {
         let principal = p.clone();
         self.blocking(move |conn| {
-            authorize(conn, &principal, timeline, TimelineOp::Read, None)?;
+            let a = authorize(conn, &principal, timeline, TimelineOp::Read, None)?;
             let limit = i64::from(MAX_HISTORY_LIMIT);
             let mut rows = events::events_after(conn, timeline, after_seq, limit + 1)?;
             let more = rows.len() as i64 > limit;
             rows.truncate(MAX_HISTORY_LIMIT as usize);
             Ok(CatchUp {
-                events: to_events(conn, timeline, &rows, &principal)?,
+                events: to_events(conn, &a, &rows, &principal, false)?,
                 more,
             })
         })
@@ -152,14 +166,14 @@ impl Service {
     ) -> ServiceResult<(Vec<Event>, bool)> {
         let principal = p.clone();
         self.blocking(move |conn| {
-            authorize_read(conn, &principal, c.timeline_id, "history")?;
+            let a = authorize_read(conn, &principal, c.timeline_id, "history")?;
             let limit = i64::from(
                 c.limit
                     .unwrap_or(DEFAULT_HISTORY_LIMIT)
                     .clamp(1, MAX_HISTORY_LIMIT),
             );
             let (rows, more) = events::history(conn, c.timeline_id, c.before_seq, limit)?;
-            Ok((to_events(conn, c.timeline_id, &rows, &principal)?, more))
+            Ok((to_events(conn, &a, &rows, &principal, true)?, more))
         })
         .await
     }

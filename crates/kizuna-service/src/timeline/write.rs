@@ -1,7 +1,8 @@
 //! Post, edit, delete, 了解 and read markers.
 
-use super::authorize;
+use super::{authorize, present};
 use crate::Service;
+use crate::audit::{self, TimelineWrite};
 use crate::auth::Principal;
 use crate::error::{ServiceError, ServiceResult};
 use kizuna_domain::access::TimelineOp;
@@ -10,6 +11,7 @@ use kizuna_domain::{Seq, TimelineId, UserId};
 use kizuna_realtime::BusMessage;
 use kizuna_store::events::{self, Appended, NewPost};
 use kizuna_store::models::{AuthorRow, EventRow};
+use kizuna_store::transaction;
 
 /// A stored event, as answered to its author.
 #[derive(Debug, Clone)]
@@ -37,10 +39,13 @@ impl Service {
         // Held until the event is published (see `Service::publish_lock`).
         let _order = self.publish_lock(c.timeline_id).lock().await;
         let principal = p.clone();
-        let (row, author, duplicate) = self
+        let (row, author, duplicate, anonymous) = self
             .blocking(move |conn| {
                 let auth = authorize(conn, &principal, c.timeline_id, TimelineOp::Post, None)?;
-                let appended = events::append_post(
+                let anonymous = auth.is_anonymous()?;
+                // The post and its audit entry commit together (a retry that
+                // matched an earlier post wrote nothing and is not audited).
+                let appended = events::append_post_and(
                     conn,
                     NewPost {
                         timeline_id: c.timeline_id,
@@ -48,10 +53,14 @@ impl Service {
                         client_msg_id: &c.client_msg_id,
                         body: c.body.expose(),
                     },
+                    |conn, row| {
+                        let write = TimelineWrite::Post;
+                        audit::timeline_write(conn, &principal, &auth, write, row.seq)
+                    },
                 )?;
                 let author = author_row(&auth.user);
                 match appended {
-                    Appended::New(row) => Ok((row, author, false)),
+                    Appended::New(row) => Ok((row, author, false, anonymous)),
                     Appended::Duplicate(row) => {
                         // A retry carries the same content. (Once the post was
                         // edited or deleted its body no longer matches, and the
@@ -66,7 +75,7 @@ impl Service {
                                 "client_msg_id was used for different content",
                             ));
                         }
-                        Ok((row, author, true))
+                        Ok((row, author, true, anonymous))
                     }
                 }
             })
@@ -83,9 +92,9 @@ impl Service {
         } else {
             0
         };
-        let event = row.to_event(&author, count, Some(p.user_id))?;
+        let event = present(row.to_event(&author, count, Some(p.user_id))?, anonymous);
         if !duplicate {
-            self.publish_event(&row, &author).await;
+            self.publish_event(&row, &author, anonymous).await;
         }
         Ok(Stored { event, duplicate })
     }
@@ -111,10 +120,12 @@ impl Service {
         // Held until the event is published (see `Service::publish_lock`).
         let _order = self.publish_lock(timeline).lock().await;
         let principal = p.clone();
-        let (row, author) = self
+        let (row, author, anonymous) = self
             .blocking(move |conn| {
                 // Existence is only revealed to those who may read the
-                // timeline; then authorship decides.
+                // timeline; then authorship decides (in a consultation
+                // timeline every non-author gets the same refusal, so it
+                // tells nobody who the author is).
                 authorize(conn, &principal, timeline, TimelineOp::Read, None)?;
                 let target_row = match events::event_at(conn, timeline, target)? {
                     Some(r) if r.kind == "post" => r,
@@ -132,15 +143,26 @@ impl Service {
                     op,
                     Some(UserId(target_row.author_id)),
                 )?;
-                let row = match &body {
-                    Some(b) => events::edit_post(conn, timeline, target, principal.user_id, b)?,
-                    None => events::delete_post(conn, timeline, target, principal.user_id)?,
-                };
-                Ok((row, author_row(&auth.user)))
+                // The change and its audit entry commit together.
+                let row = transaction(conn, |conn| {
+                    let (row, write) = match &body {
+                        Some(b) => (
+                            events::edit_post(conn, timeline, target, principal.user_id, b)?,
+                            TimelineWrite::Edit { target },
+                        ),
+                        None => (
+                            events::delete_post(conn, timeline, target, principal.user_id)?,
+                            TimelineWrite::Delete { target },
+                        ),
+                    };
+                    audit::timeline_write(conn, &principal, &auth, write, row.seq)?;
+                    Ok::<_, ServiceError>(row)
+                })?;
+                Ok((row, author_row(&auth.user), auth.is_anonymous()?))
             })
             .await?;
-        let event = row.to_event(&author, 0, Some(p.user_id))?;
-        self.publish_event(&row, &author).await;
+        let event = present(row.to_event(&author, 0, Some(p.user_id))?, anonymous);
+        self.publish_event(&row, &author, anonymous).await;
         Ok(Stored {
             event,
             duplicate: false,
@@ -197,9 +219,11 @@ impl Service {
 
     /// Serializes an event once and publishes it to every node. The event is
     /// already committed; a publish failure loses no data (clients catch up).
-    async fn publish_event(&self, row: &EventRow, author: &AuthorRow) {
+    /// `anonymous` (consultation timelines): the one frame every subscriber
+    /// gets withholds the author.
+    async fn publish_event(&self, row: &EventRow, author: &AuthorRow, anonymous: bool) {
         let event = match row.to_event(author, 0, None) {
-            Ok(e) => e,
+            Ok(e) => present(e, anonymous),
             Err(e) => {
                 tracing::error!(error = %e, "stored event did not convert");
                 return;
