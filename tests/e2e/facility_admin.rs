@@ -564,3 +564,103 @@ async fn ids_of_other_facilities_answer_exactly_like_ids_that_do_not_exist() {
         assert!(!list.to_string().contains("\"team\""), "{list}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_patient_account_joins_the_family_timeline_and_approves_invitations() {
+    for db in backends() {
+        let w = World::new(&db).await;
+        let admin = facility_admin(&w, "sakura-admin", w.facility).await;
+        let t = Some(admin.access_token.as_str());
+        let (_, g) = w
+            .client
+            .get(
+                &format!("/v1/admin/groups/{}", w.group.get()),
+                Some(&w.nurse.access_token),
+            )
+            .await
+            .unwrap();
+        let patient = g["patient_id"].as_i64().unwrap();
+        let (_, account) = w
+            .client
+            .post(
+                "/v1/admin/users",
+                t,
+                &json!({"login": "tanaka.patient", "display_name": "Tanaka", "kind": "patient",
+                        "facility_id": w.facility, "password": PASSWORD}),
+            )
+            .await
+            .unwrap();
+        let link = format!("/v1/admin/patients/{patient}/account");
+        let body = json!({"user_id": account["id"]});
+        // Only the patient's facility's admins (others: as if no such patient).
+        let pharmacy_admin = facility_admin(&w, "momiji-admin", pharmacy(&w).await).await;
+        for (token, code) in [
+            (
+                Some(pharmacy_admin.access_token.as_str()),
+                ErrorCode::NotFound,
+            ),
+            (Some(w.nurse.access_token.as_str()), ErrorCode::Forbidden),
+        ] {
+            assert_eq!(
+                code_of(w.client.post(&link, token, &body)).await,
+                Some(code)
+            );
+        }
+        assert_eq!(
+            code_of(w.client.post(
+                "/v1/admin/patients/999999/account",
+                Some(&pharmacy_admin.access_token),
+                &body
+            ))
+            .await,
+            Some(ErrorCode::NotFound)
+        );
+        // A staff account cannot be linked as the patient.
+        assert_eq!(
+            code_of(
+                w.client
+                    .post(&link, t, &json!({"user_id": uid(&w.doctor).get()}))
+            )
+            .await,
+            Some(ErrorCode::InvalidField)
+        );
+        let (status, member) = w.client.post(&link, t, &body).await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(member["visibility"], "family_only");
+        assert_eq!(
+            code_of(w.client.post(&link, t, &body)).await,
+            Some(ErrorCode::Conflict)
+        );
+        // The patient reads the family timeline, never the team timeline.
+        let me = w.client.login("tanaka.patient", PASSWORD).await.unwrap();
+        let mut ws = w.ws(&me).await;
+        ws.subscribe(&[(w.family_tl, 0)]).await.unwrap();
+        assert_eq!(
+            ws.subscribe(&[(w.team, 0)]).await.unwrap_err().code(),
+            Some(ErrorCode::Forbidden)
+        );
+        // From now on an invitation into the group waits for the patient.
+        let (_, inv) = w
+            .client
+            .post(
+                &format!("/v1/groups/{}/invitations", w.group.get()),
+                Some(&w.nurse.access_token),
+                &json!({"user_id": uid(&w.outsider).get()}),
+            )
+            .await
+            .unwrap();
+        let roles: Vec<&str> = inv["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles, ["patient"]);
+        let (_, mine) = w
+            .client
+            .get("/v1/me/invitations", Some(&me.access_token))
+            .await
+            .unwrap();
+        assert_eq!(mine["approvals"][0]["id"], inv["id"]);
+    }
+}

@@ -241,6 +241,12 @@ pub enum AdminOp {
         /// The facility.
         facility: FacilityId,
     },
+    /// Link a patient's own account to their patient record (and so into
+    /// their group's family timeline).
+    LinkPatientAccount {
+        /// The patient's facility.
+        facility: FacilityId,
+    },
     /// Read the audit trail: about one facility (`Some`), or service-wide
     /// (`None`, the operator's).
     ViewAudit {
@@ -737,7 +743,7 @@ fn decide_admin(actor: &Actor, op: AdminOp) -> Decision {
                 && facility.is_some()
                 && facility == actor.facility_id
         }
-        AdminOp::ViewFacility { facility } => {
+        AdminOp::ViewFacility { facility } | AdminOp::LinkPatientAccount { facility } => {
             is_facility_admin && actor.facility_id == Some(facility)
         }
         AdminOp::ViewAudit { facility } => {

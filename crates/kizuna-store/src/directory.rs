@@ -598,3 +598,10 @@ pub fn family_members_of_facility_groups(
         .load(conn)?;
     Ok(ids.into_iter().map(UserId).collect())
 }
+
+/// The patient group of a patient.
+pub fn patient_group(conn: &mut DbConn, patient: PatientId) -> Result<GroupRow, StoreError> {
+    Ok(care_groups::table
+        .filter(care_groups::patient_id.eq(patient.get()))
+        .get_result(conn)?)
+}

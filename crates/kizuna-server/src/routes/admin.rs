@@ -27,6 +27,10 @@ pub(crate) fn scope() -> actix_web::Scope {
         .route("/users/{id}/disable", web::post().to(disable_user))
         .route("/users/{id}/enable", web::post().to(enable_user))
         .route("/patients", web::post().to(create_patient))
+        .route(
+            "/patients/{id}/account",
+            web::post().to(link_patient_account),
+        )
         .route("/groups", web::post().to(create_group))
         .route("/groups/{id}", web::get().to(get_group))
         .route("/groups/{id}/members", web::post().to(add_member))
@@ -358,4 +362,24 @@ async fn remove_member(
         .remove_member(Caller::User(&who.0), GroupId(g), UserId(u))
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatientAccountBody {
+    user_id: UserId,
+}
+
+async fn link_patient_account(
+    state: web::Data<AppState>,
+    who: Authenticated,
+    path: web::Path<String>,
+    body: web::Json<PatientAccountBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id_from_path(&path)?;
+    let m = state
+        .service
+        .link_patient_account(Caller::User(&who.0), PatientId(id), body.user_id)
+        .await?;
+    Ok(HttpResponse::Ok().json(m))
 }

@@ -348,3 +348,88 @@ pub(crate) fn facts(
         owner_policy: directory::group_policy(conn, g)?,
     })
 }
+
+impl Service {
+    /// Links a patient's own account to their patient record (an admin of
+    /// the patient's facility, or the operator) and, while the facility's
+    /// family timeline is on, makes it a member of the family timeline. From
+    /// then on the patient approves every invitation into their group.
+    pub async fn link_patient_account(
+        &self,
+        caller: Caller<'_>,
+        patient: PatientId,
+        user: UserId,
+    ) -> ServiceResult<MemberView> {
+        let caller = CallerInfo::from(caller);
+        self.blocking(move |conn| {
+            let record = match directory::patient(conn, patient) {
+                Ok(r) => r,
+                Err(kizuna_store::StoreError::NotFound) => {
+                    return denied(
+                        conn,
+                        &caller,
+                        "admin.link_patient_account",
+                        ServiceError::NotFound,
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let facility = FacilityId(record.facility_id);
+            let op = AdminOp::LinkPatientAccount { facility };
+            if let Err(e) = allow(conn, &caller, Action::Admin(op)) {
+                let e = facility_refusal(conn, &caller, Some(facility.get()), e)?;
+                return denied(conn, &caller, "admin.link_patient_account", e);
+            }
+            let account =
+                directory::user(conn, user).map_err(|_| invalid("user_id names no user"))?;
+            if account.kind()? != UserKind::Patient || account.facility_id != Some(facility.get()) {
+                return Err(invalid(
+                    "user_id must name a patient account of the patient's facility",
+                ));
+            }
+            if account.status()? != UserStatus::Active {
+                return Err(invalid("the account is disabled"));
+            }
+            if record.user_id.is_some() {
+                return Err(ServiceError::Conflict("the patient already has an account"));
+            }
+            let group = directory::patient_group(conn, patient)?;
+            let family_on =
+                directory::group_policy(conn, &group)?.is_none_or(|p| p.family_timeline);
+            transaction(conn, |conn| {
+                directory::link_patient_account(conn, patient, user)?;
+                if family_on && directory::membership(conn, GroupId(group.id), user)?.is_none() {
+                    directory::add_member(
+                        conn,
+                        GroupId(group.id),
+                        user,
+                        GroupRole::Member,
+                        Visibility::FamilyOnly,
+                    )?;
+                }
+                audit(
+                    conn,
+                    &caller,
+                    AuditEntry {
+                        action: "admin.link_patient_account",
+                        outcome: "ok",
+                        facility_id: Some(facility.get()),
+                        patient_id: Some(patient.get()),
+                        group_id: Some(group.id),
+                        subject_user_id: Some(user.get()),
+                        detail: Some(format!("family_member={family_on}")),
+                        ..Default::default()
+                    },
+                )
+            })?;
+            Ok(MemberView {
+                user_id: user,
+                display_name: account.author()?.display_name,
+                kind: UserKind::Patient,
+                role: GroupRole::Member,
+                visibility: Visibility::FamilyOnly,
+            })
+        })
+        .await
+    }
+}

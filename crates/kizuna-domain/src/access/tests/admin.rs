@@ -5,31 +5,32 @@ use super::*;
 
 /// Facility-level operations. Columns: create facility, list facilities,
 /// revoke a facility CA | for [`OWNING`]: manage certificates, edit policy,
-/// view facility, view audit | the same four for [`OTHER`] | view the
+/// view facility, view audit, link a patient's account | the same five for
+/// [`OTHER`] | view the
 /// service-wide audit (`None`) | register a patient: for `OWNING` under
 /// creators `staff`, under `admins`, for `OTHER` under `staff`, under
 /// `admins` | create a group: free, community, patient (patient groups come
 /// only with a registered patient).
 #[rustfmt::skip]
 pub(super) const FACILITY_OPS: Table = &[
-    //                     service own  other all patient group
-    ("operator",          "AAA     AAAA AAAA  A   PPPP    AAP"),
-    ("operator in group", "AAA     AAAA AAAA  A   PPPP    AAP"),
-    ("admin",             "PPP     AAAA PPPP  P   AAPP    AAP"),
-    ("other admin",       "PPP     PPPP AAAA  P   PPAA    AAP"),
-    ("owner",             "PPP     PPPP PPPP  P   APPP    AAP"),
-    ("moderator",         "PPP     PPPP PPPP  P   APPP    AAP"),
-    ("member",            "PPP     PPPP PPPP  P   APPP    AAP"),
-    ("staff outside",     "PPP     PPPP PPPP  P   APPP    AAP"),
-    ("other member",      "PPP     PPPP PPPP  P   PPAP    AAP"),
-    ("other outside",     "PPP     PPPP PPPP  P   PPAP    AAP"),
-    ("family",            "PPP     PPPP PPPP  P   PPPP    PPP"),
-    ("family as all",     "PPP     PPPP PPPP  P   PPPP    PPP"),
-    ("patient",           "PPP     PPPP PPPP  P   PPPP    PPP"),
-    ("company member",    "PPP     PPPP PPPP  P   PPPP    PAP"),
-    ("company moderator", "PPP     PPPP PPPP  P   PPPP    PAP"),
-    ("company outside",   "PPP     PPPP PPPP  P   PPPP    PAP"),
-    ("disabled",          "DDD     DDDD DDDD  D   DDDD    DDD"),
+    //                     service own   other all patient group
+    ("operator",          "AAA     AAAAA AAAAA  A   PPPP    AAP"),
+    ("operator in group", "AAA     AAAAA AAAAA  A   PPPP    AAP"),
+    ("admin",             "PPP     AAAAA PPPPP  P   AAPP    AAP"),
+    ("other admin",       "PPP     PPPPP AAAAA  P   PPAA    AAP"),
+    ("owner",             "PPP     PPPPP PPPPP  P   APPP    AAP"),
+    ("moderator",         "PPP     PPPPP PPPPP  P   APPP    AAP"),
+    ("member",            "PPP     PPPPP PPPPP  P   APPP    AAP"),
+    ("staff outside",     "PPP     PPPPP PPPPP  P   APPP    AAP"),
+    ("other member",      "PPP     PPPPP PPPPP  P   PPAP    AAP"),
+    ("other outside",     "PPP     PPPPP PPPPP  P   PPAP    AAP"),
+    ("family",            "PPP     PPPPP PPPPP  P   PPPP    PPP"),
+    ("family as all",     "PPP     PPPPP PPPPP  P   PPPP    PPP"),
+    ("patient",           "PPP     PPPPP PPPPP  P   PPPP    PPP"),
+    ("company member",    "PPP     PPPPP PPPPP  P   PPPP    PAP"),
+    ("company moderator", "PPP     PPPPP PPPPP  P   PPPP    PAP"),
+    ("company outside",   "PPP     PPPPP PPPPP  P   PPPP    PAP"),
+    ("disabled",          "DDD     DDDDD DDDDD  D   DDDD    DDD"),
 ];
 
 /// Account operations: create user | edit user (role, profession) | set
@@ -74,6 +75,7 @@ fn facility_operations() {
             ViewAudit {
                 facility: Some(facility),
             },
+            LinkPatientAccount { facility },
         ]
     };
     let mut ops = vec![CreateFacility, ListFacilities, RevokeFacilityCa];
