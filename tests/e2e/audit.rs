@@ -382,6 +382,133 @@ async fn who_read_a_patient_is_for_the_patients_facility_admins() {
     }
 }
 
+/// A refused probe by f2's outsider of f1's patient group: f2's admins see
+/// that their user tried and was refused, not what was probed; f1's admins
+/// and the operator see the group, patient and timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_probe_shows_the_probers_admins_no_ids_of_the_other_facility() {
+    for db in backends() {
+        let s = scene(&db).await;
+        let w = &s.w;
+        let outsider = uid(&w.outsider).get();
+        // Not a member: the team timeline and the group's invitations are
+        // `not_found` to them.
+        let mut ws = w.ws(&w.outsider).await;
+        let err = ws.subscribe(&[(w.team, 0)]).await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::NotFound));
+        assert_eq!(
+            code(
+                w.client
+                    .get(
+                        &format!("/v1/groups/{}/invitations", w.group.get()),
+                        Some(&w.outsider.access_token)
+                    )
+                    .await
+            ),
+            Some(ErrorCode::NotFound)
+        );
+        let probes = |entries: &[Value]| -> Vec<Value> {
+            entries
+                .iter()
+                .filter(|e| {
+                    e["actor_user_id"] == outsider
+                        && e["outcome"] == "denied"
+                        && (e["action"] == "timeline.read" || e["action"] == "invitation.list")
+                })
+                .cloned()
+                .collect()
+        };
+        const HIDDEN: [&str; 5] = [
+            "facility_id",
+            "patient_id",
+            "group_id",
+            "timeline_id",
+            "subject_user_id",
+        ];
+
+        // f2's admin: both refusals, by f2's user, without f1's ids.
+        let a2 = s.admin2.access_token.as_str();
+        let f2 = probes(&entries(&s, a2, "").await);
+        assert_eq!(f2.len(), 2, "{f2:?}");
+        for e in &f2 {
+            assert_eq!(e["actor_facility_id"], s.f2);
+            for field in HIDDEN {
+                assert_eq!(e[field], Value::Null, "{field} in {e}");
+            }
+            assert_eq!(e["hash"], "", "{e}");
+            let detail = e["detail"].as_str().unwrap();
+            assert!(detail.contains("code=not_found"), "{e}");
+            assert!(!detail.contains(&w.group.get().to_string()), "{e}");
+        }
+        // Filtering on f1's patient does not find them either.
+        let by_patient = entries(&s, a2, &format!("&patient_id={}", s.patient)).await;
+        assert!(probes(&by_patient).is_empty(), "{by_patient:?}");
+        // Nor do the exports show them.
+        let (_, _, lines) = w
+            .client
+            .get_text("/v1/admin/audit?format=jsonl", Some(a2))
+            .await
+            .unwrap();
+        let jsonl: Vec<Value> = lines
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(probes(&jsonl), f2);
+        let (_, _, csv_text) = w
+            .client
+            .get_text("/v1/admin/audit?format=csv", Some(a2))
+            .await
+            .unwrap();
+        let rows: Vec<_> = parse_csv(&csv_text)
+            .into_iter()
+            .filter(|r| r[2] == outsider.to_string() && &r[5] == "denied")
+            .collect();
+        assert_eq!(rows.len(), 2);
+        for r in &rows {
+            // facility, patient, group, timeline, subject; prev_hash, hash.
+            for i in [6, 7, 8, 9, 10, 14, 15] {
+                assert_eq!(&r[i], "", "column {i} of {r:?}");
+            }
+        }
+
+        // f1's admin: the same entries with f1's group, patient and timeline.
+        let f1 = probes(&entries(&s, &s.admin1.access_token, "").await);
+        assert_eq!(
+            f1.iter().map(|e| &e["id"]).collect::<Vec<_>>(),
+            f2.iter().map(|e| &e["id"]).collect::<Vec<_>>()
+        );
+        for e in &f1 {
+            assert_eq!(e["facility_id"], w.facility, "{e}");
+            assert_eq!(e["group_id"], w.group.get(), "{e}");
+        }
+        let read = f1.iter().find(|e| e["action"] == "timeline.read").unwrap();
+        assert_eq!(read["patient_id"], s.patient);
+        assert_eq!(read["timeline_id"], w.team.get());
+        // The operator's service-wide view too, hashes included.
+        let all = probes(&entries(&s, &w.operator.access_token, "").await);
+        assert_eq!(all.len(), 2);
+        assert!(
+            all.iter()
+                .all(|e| e["group_id"] == w.group.get() && e["hash"].as_str().unwrap().len() == 64)
+        );
+
+        // Who may not read any trail learns nothing of facility ids: 403
+        // for an unknown facility as for a real one; a facility admin gets
+        // 404 for both.
+        for f in [s.f2, 999_999] {
+            let path = format!("/v1/admin/audit?facility_id={f}");
+            assert_eq!(
+                code(w.client.get(&path, Some(&w.doctor.access_token)).await),
+                Some(ErrorCode::Forbidden)
+            );
+            assert_eq!(
+                code(w.client.get(&path, Some(&s.admin1.access_token)).await),
+                Some(ErrorCode::NotFound)
+            );
+        }
+    }
+}
+
 /// Attack case 34: log injection through a login name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_injected_login_name_reaches_neither_the_log_nor_an_export_raw() {

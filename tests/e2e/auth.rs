@@ -212,7 +212,7 @@ async fn only_the_right_people_administer() {
         .post(&path, nurse, &json!({"user_id": company["id"]}))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::Forbidden));
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

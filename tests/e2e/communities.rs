@@ -413,7 +413,8 @@ async fn a_company_account_hosts_and_joins_communities_and_nothing_else() {
             )
             .await,
         );
-        assert_eq!((status, code), (Some(403), ErrorCode::Forbidden));
+        // (answered like an unknown user id: ids tell nothing)
+        assert_eq!((status, code), (Some(404), ErrorCode::NotFound));
         let (status, code, _) = refusal(
             c.post(
                 &format!("/v1/communities/{}/applications", w.group.get()),

@@ -664,3 +664,206 @@ async fn a_linked_patient_account_joins_the_family_timeline_and_approves_invitat
         assert_eq!(mine["approvals"][0]["id"], inv["id"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_pending_brings_a_deactivated_account_back_and_tightened_policies_hold() {
+    for db in backends() {
+        let w = World::new(&db).await;
+        let sakura = facility_admin(&w, "sakura-admin", w.facility).await;
+        let f1 = format!("/v1/admin/facilities/{}", w.facility);
+        w.client
+            .patch(
+                &f1,
+                Some(&sakura.access_token),
+                &json!({"outside_invitations": "admin_approval"}),
+            )
+            .await
+            .unwrap();
+        let pharmacy_id = pharmacy(&w).await;
+        let momiji = facility_admin(&w, "momiji-admin", pharmacy_id).await;
+        let invite = |who: i64| {
+            let w = &w;
+            async move {
+                w.client
+                    .post(
+                        &format!("/v1/groups/{}/invitations", w.group.get()),
+                        Some(&w.nurse.access_token),
+                        &json!({"user_id": who}),
+                    )
+                    .await
+                    .unwrap()
+                    .1
+            }
+        };
+        let approve = |id: i64| {
+            let (w, t) = (&w, sakura.access_token.clone());
+            async move {
+                w.client
+                    .post(
+                        &format!("/v1/invitations/{id}/approvals/inviting_facility/approve"),
+                        Some(&t),
+                        &json!(null),
+                    )
+                    .await
+                    .unwrap()
+                    .1
+            }
+        };
+        // 1. The outsider accepts, then leaves their pharmacy (deactivated):
+        //    the invitation is cancelled and approving it later changes nothing.
+        let outsider = uid(&w.outsider).get();
+        let inv = invite(outsider).await;
+        let id = inv["id"].as_i64().unwrap();
+        w.client
+            .post(
+                &format!("/v1/invitations/{id}/accept"),
+                Some(&w.outsider.access_token),
+                &json!(null),
+            )
+            .await
+            .unwrap();
+        w.client
+            .post(
+                &format!("/v1/admin/users/{outsider}/disable"),
+                Some(&momiji.access_token),
+                &json!(null),
+            )
+            .await
+            .unwrap();
+        let (_, list) = w
+            .client
+            .get(
+                &format!("/v1/groups/{}/invitations", w.group.get()),
+                Some(&w.nurse.access_token),
+            )
+            .await
+            .unwrap();
+        let listed = list["invitations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .unwrap()
+            .clone();
+        assert_eq!(listed["status"], "cancelled");
+        assert_eq!(
+            code_of(w.client.post(
+                &format!("/v1/invitations/{id}/approvals/inviting_facility/approve"),
+                Some(&sakura.access_token),
+                &json!(null),
+            ))
+            .await,
+            Some(ErrorCode::Conflict)
+        );
+
+        // 2. A second pharmacy employee is invited and accepts; then the
+        //    pharmacy forbids joining other facilities' groups: the last
+        //    approval cancels the invitation instead of letting them in.
+        let (_, second) = w
+            .client
+            .post(
+                "/v1/admin/users",
+                Some(&momiji.access_token),
+                &json!({"login": "helper2", "display_name": "helper2", "kind": "staff",
+                        "facility_id": pharmacy_id, "profession": "care_worker", "password": PASSWORD}),
+            )
+            .await
+            .unwrap();
+        let second_id = second["id"].as_i64().unwrap();
+        let second_tokens = w.client.login("helper2", PASSWORD).await.unwrap();
+        let inv = invite(second_id).await;
+        let id = inv["id"].as_i64().unwrap();
+        w.client
+            .post(
+                &format!("/v1/invitations/{id}/accept"),
+                Some(&second_tokens.access_token),
+                &json!(null),
+            )
+            .await
+            .unwrap();
+        w.client
+            .patch(
+                &format!("/v1/admin/facilities/{pharmacy_id}"),
+                Some(&momiji.access_token),
+                &json!({"staff_join_other_facilities": "never"}),
+            )
+            .await
+            .unwrap();
+        let done = approve(id).await;
+        assert_eq!(done["status"], "cancelled", "{done}");
+        let (_, g) = w
+            .client
+            .get(
+                &format!("/v1/admin/groups/{}", w.group.get()),
+                Some(&w.nurse.access_token),
+            )
+            .await
+            .unwrap();
+        assert!(
+            g["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["user_id"] != second_id && m["user_id"] != outsider)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_removes_the_patient_from_their_own_group_but_the_patient() {
+    for db in backends() {
+        let w = World::new(&db).await;
+        let admin = facility_admin(&w, "sakura-admin", w.facility).await;
+        let (_, g) = w
+            .client
+            .get(
+                &format!("/v1/admin/groups/{}", w.group.get()),
+                Some(&w.nurse.access_token),
+            )
+            .await
+            .unwrap();
+        let (_, account) = w
+            .client
+            .post(
+                "/v1/admin/users",
+                Some(&admin.access_token),
+                &json!({"login": "tanaka.patient", "display_name": "Tanaka", "kind": "patient",
+                        "facility_id": w.facility, "password": PASSWORD}),
+            )
+            .await
+            .unwrap();
+        let patient = account["id"].as_i64().unwrap();
+        w.client
+            .post(
+                &format!("/v1/admin/patients/{}/account", g["patient_id"]),
+                Some(&admin.access_token),
+                &json!({"user_id": patient}),
+            )
+            .await
+            .unwrap();
+        let path = format!("/v1/admin/groups/{}/members/{patient}", w.group.get());
+        // The group's owner (the nurse) may remove others, not the patient.
+        assert_eq!(
+            code_of(w.client.delete(&path, Some(&w.nurse.access_token))).await,
+            Some(ErrorCode::Forbidden)
+        );
+        // Nor can the patient's account be added anywhere directly.
+        assert_eq!(
+            code_of(w.client.post(
+                &format!("/v1/admin/groups/{}/members", w.group.get()),
+                Some(&w.nurse.access_token),
+                &json!({"user_id": patient}),
+            ))
+            .await,
+            Some(ErrorCode::NotFound)
+        );
+        // The patient leaves by themselves.
+        let me = w.client.login("tanaka.patient", PASSWORD).await.unwrap();
+        let (status, _) = w
+            .client
+            .delete(&path, Some(&me.access_token))
+            .await
+            .unwrap();
+        assert_eq!(status, 204);
+    }
+}

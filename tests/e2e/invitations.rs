@@ -402,17 +402,8 @@ async fn the_patient_approves_once_they_have_joined_the_family_timeline() {
             .await
             .unwrap();
         let patient_user = UserId(patient["id"].as_i64().unwrap());
-        // The patient's own account joins their group (the family timeline)…
-        w.client
-            .post(
-                &format!("/v1/admin/groups/{}/members", w.group.get()),
-                Some(&w.nurse.access_token),
-                &json!({"user_id": patient_user}),
-            )
-            .await
-            .unwrap();
-        // …and is linked to their patient record. No endpoint links them yet,
-        // so this test does it in the database the server uses.
+        // The operator links the patient's own account to their record: it
+        // joins the family timeline of their group.
         let (_, g) = w
             .client
             .get(
@@ -422,12 +413,14 @@ async fn the_patient_approves_once_they_have_joined_the_family_timeline() {
             .await
             .unwrap();
         let patient_id = PatientId(g["patient_id"].as_i64().unwrap());
-        {
-            let store = db.open();
-            let mut conn = store.conn().unwrap();
-            kizuna_store::directory::link_patient_account(&mut conn, patient_id, patient_user)
-                .unwrap();
-        }
+        w.client
+            .post(
+                &format!("/v1/admin/patients/{}/account", patient_id.get()),
+                Some(&w.operator.access_token),
+                &json!({"user_id": patient_user}),
+            )
+            .await
+            .unwrap();
         let patient = w.client.login("patient", PASSWORD).await.unwrap();
 
         let outsider = uid(&w.outsider);
@@ -815,5 +808,172 @@ async fn invitations_stay_hidden_from_those_who_may_not_see_them() {
             w.client.get(&path, None).await.unwrap_err().code(),
             Some(ErrorCode::Unauthorized)
         );
+    }
+}
+
+/// Records an invitation's last send three weeks ago: past its expiry, but
+/// still `pending` until someone acts on it.
+fn time_travel(db: &kizuna_store::testing::ScratchDb, id: i64) {
+    let day = 24 * 3600 * 1000;
+    let now = kizuna_store::now_ms();
+    let store = db.open();
+    let mut conn = store.conn().unwrap();
+    kizuna_store::invitations::resend(&mut conn, id, now - 21 * day, now - 7 * day, None).unwrap();
+}
+
+async fn redeem_as(w: &World, who: &Tokens, code: &Value) -> Result<Value, ClientError> {
+    w.client
+        .post(
+            "/v1/invitations/redeem",
+            Some(&who.access_token),
+            &json!({ "code": code }),
+        )
+        .await
+        .map(|(_, v)| v)
+}
+
+/// The operator's view of one action's refusals by one actor.
+async fn refusals(w: &World, action: &str, actor: UserId) -> usize {
+    let (_, page) = w
+        .client
+        .get(
+            &format!("/v1/admin/audit?action={action}"),
+            Some(&w.operator.access_token),
+        )
+        .await
+        .unwrap();
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor_user_id"] == actor.get() && e["outcome"] == "denied")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resend_checks_again_and_a_person_has_one_pending_invitation_per_group() {
+    for db in backends() {
+        let w = World::new(&db).await;
+        let a = admins(&w).await;
+        let outsider = uid(&w.outsider);
+        // An invitation whose time ran out, still marked pending.
+        let stale = invite(&w, &w.nurse, json!({"user_id": outsider, "scope": "team"}))
+            .await
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap();
+        time_travel(&db, stale);
+        // A code redeemed by the same person: the stale one is recorded as
+        // expired and the code's invitation becomes the pending one (it
+        // waits for f2's admins).
+        set_policy(
+            &w,
+            a.f2,
+            json!({"staff_join_other_facilities": "admin_approval"}),
+        )
+        .await;
+        let code_inv = invite(&w, &w.doctor, json!({"code_for": "staff"}))
+            .await
+            .unwrap();
+        let bound = redeem_as(&w, &w.outsider, &code_inv["code"]).await.unwrap();
+        let pending = bound["invitation"]["id"].as_i64().unwrap();
+        assert_eq!(bound["invitation"]["status"], "pending");
+        let old = listed(&w, stale).await;
+        assert_eq!(old["status"], "expired");
+        assert!(old["closed_at"].as_i64().is_some(), "{old}");
+        // Reopening the stale one would make two.
+        let err = act(&w, &w.nurse, stale, "resend").await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::Conflict));
+        assert!(err.to_string().contains("already invited"), "{err}");
+        assert_eq!(listed(&w, stale).await["status"], "expired");
+
+        // The invitee's facility now says never: resending is refused (and
+        // audited), and so is redeeming another code.
+        set_policy(&w, a.f2, json!({"staff_join_other_facilities": "never"})).await;
+        assert_eq!(
+            code(act(&w, &w.doctor, pending, "resend").await),
+            ErrorCode::Forbidden
+        );
+        assert_eq!(listed(&w, pending).await["send_count"], 1);
+        assert_eq!(refusals(&w, "invitation.resend", uid(&w.doctor)).await, 1);
+        let other_code = invite(&w, &w.nurse, json!({"code_for": "staff"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            code(redeem_as(&w, &w.pharmacist, &other_code["code"]).await),
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            refusals(&w, "invitation.redeem", uid(&w.pharmacist)).await,
+            1
+        );
+
+        // A resend waits for what the policies ask today: f1 now wants its
+        // admins' approval of outside staff too.
+        set_policy(
+            &w,
+            a.f2,
+            json!({"staff_join_other_facilities": "admin_approval"}),
+        )
+        .await;
+        set_policy(
+            &w,
+            w.facility,
+            json!({"outside_invitations": "admin_approval"}),
+        )
+        .await;
+        let renewed = act(&w, &w.doctor, pending, "resend").await.unwrap();
+        assert_eq!(renewed["send_count"], 2);
+        assert_eq!(approval_state(&renewed, "inviting_facility"), "pending");
+        assert_eq!(approval_state(&renewed, "invitee_facility"), "pending");
+        // f2's admin decides the approval stored for f2.
+        let approved = act(&w, &a.admin2, pending, "approvals/invitee_facility/approve")
+            .await
+            .unwrap();
+        assert_eq!(approval_state(&approved, "invitee_facility"), "approved");
+
+        // Someone who became a member meanwhile is not invited again.
+        act(&w, &w.doctor, pending, "cancel").await.unwrap();
+        for (facility, body) in [
+            (a.f2, json!({"staff_join_other_facilities": "allowed"})),
+            (w.facility, json!({"outside_invitations": "allowed"})),
+        ] {
+            set_policy(&w, facility, body).await;
+        }
+        w.client
+            .post(
+                &format!("/v1/admin/groups/{}/members", w.group.get()),
+                Some(&w.nurse.access_token),
+                &json!({ "user_id": outsider }),
+            )
+            .await
+            .unwrap();
+        let err = act(&w, &w.nurse, stale, "resend").await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::Conflict));
+        assert!(err.to_string().contains("already a member"), "{err}");
+        assert_eq!(listed(&w, stale).await["status"], "expired");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_lists_of_unknown_facilities_are_not_found_even_for_the_operator() {
+    for db in backends() {
+        let w = World::new(&db).await;
+        let op = Some(w.operator.access_token.as_str());
+        let known = w
+            .client
+            .get(
+                &format!("/v1/admin/facilities/{}/approvals", w.facility),
+                op,
+            )
+            .await
+            .unwrap();
+        assert_eq!(known.1["invitations"], json!([]));
+        let unknown = w
+            .client
+            .get("/v1/admin/facilities/999999/approvals", op)
+            .await
+            .map(|(_, v)| v);
+        assert_eq!(code(unknown), ErrorCode::NotFound);
     }
 }

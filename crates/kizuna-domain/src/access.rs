@@ -351,6 +351,10 @@ pub enum MemberChange {
     Leave,
     /// Someone else is removed.
     Remove,
+    /// The patient's own account is removed from their group by someone
+    /// else: refused (the patient leaves themselves), so nobody can drop the
+    /// patient's say over who joins their group.
+    RemovePatient,
     /// Someone is added directly. In patient groups this is allowed only where
     /// an invitation would need no approvals.
     Add {
@@ -596,6 +600,7 @@ fn decide_members(actor: &Actor, group: GroupFacts, change: MemberChange) -> Dec
     }
     match change {
         MemberChange::Leave | MemberChange::Remove => Allow,
+        MemberChange::RemovePatient => Deny(Denial::NotPermitted),
         MemberChange::Add {
             invitee,
             scope,
@@ -607,9 +612,11 @@ fn decide_members(actor: &Actor, group: GroupFacts, change: MemberChange) -> Dec
             if group.kind != GroupKind::Patient {
                 return Allow;
             }
-            // Patients join their own group by being registered with it.
+            // A patient's own account joins only their own group, by being
+            // linked to their patient record (`AdminOp::LinkPatientAccount`),
+            // never by being added.
             if invitee.kind == UserKind::Patient {
-                return Allow;
+                return Deny(Denial::NotPermitted);
             }
             if invitee_fits(&group, scope, &invitee) && !approvals_needed {
                 Allow

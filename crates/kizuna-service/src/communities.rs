@@ -252,6 +252,15 @@ impl Service {
         self.blocking(move |conn| {
             moderate(conn, &caller, group, action)?;
             let pending = application_in(conn, group, id)?;
+            // A disabled account is not let in (deactivation also withdraws
+            // its pending applications, in its own transaction).
+            if approve
+                && directory::user(conn, UserId(pending.user_id))?.status()? != UserStatus::Active
+            {
+                return Err(ServiceError::Conflict(
+                    "the applicant's account is disabled",
+                ));
+            }
             let row = transaction(conn, |conn| {
                 let row = communities::decide(conn, id, caller.user, approve)?;
                 audit(
@@ -358,12 +367,13 @@ impl Service {
             }
             // Only a consultation timeline has anything to reveal.
             if ctx.timeline.kind()? != TimelineKind::Consultation {
-                return Err(ServiceError::NotFound);
+                return denied(conn, &caller, ACTION, ServiceError::NotFound);
             }
-            transaction(conn, |conn| {
-                let Some(event) = events::event_at(conn, timeline, seq)? else {
-                    return Err(ServiceError::NotFound);
-                };
+            // The audit entry is the transaction's first statement (a write,
+            // so SQLite takes its lock at once), and the author is read after
+            // it: no entry, no reveal. An unknown seq rolls the entry back and
+            // is audited as a refusal instead.
+            let revealed = transaction(conn, |conn| {
                 audit(
                     conn,
                     &caller,
@@ -376,8 +386,17 @@ impl Service {
                         ..Default::default()
                     },
                 )?;
+                let Some(event) = events::event_at(conn, timeline, seq)? else {
+                    return Err(ServiceError::NotFound);
+                };
                 Ok(directory::user(conn, UserId(event.author_id))?.author()?)
-            })
+            });
+            match revealed {
+                Err(ServiceError::NotFound) => {
+                    denied(conn, &caller, ACTION, ServiceError::NotFound)
+                }
+                other => other,
+            }
         })
         .await
     }

@@ -137,13 +137,60 @@ pub fn entries(conn: &mut DbConn, f: &AuditFilter) -> Result<Vec<AuditRow>, Stor
 /// Entries about a facility (`facility_id`: its patients, its accounts) or by
 /// one of its users (`actor_facility_id`), matching the filter, oldest first.
 /// Consultation entries ([`CONSULTATION_PREFIX`]) are never included.
+///
+/// A refused attempt by one of its users on something of another facility
+/// (outcome `denied`, `facility_id` not this one) is shown without the
+/// target: the facility, patient, group, timeline and subject ids, id-valued
+/// details and its hash are blanked (the caller was told `not_found`, so its
+/// admins learn no more). `prev_hash` is always empty here: the entry before
+/// may be another facility's, and a hash over mostly known fields could be
+/// guessed back. Filtering on a patient or subject never finds such an entry.
 pub fn facility_entries(
     conn: &mut DbConn,
     facility: FacilityId,
     f: &AuditFilter,
 ) -> Result<Vec<AuditRow>, StoreError> {
-    query(conn, Some(facility.get()), f)
+    let mut rows = query(conn, Some(facility.get()), f)?;
+    for row in &mut rows {
+        row.prev_hash.clear();
+        if hides_target(row, facility) {
+            redact(row);
+        }
+    }
+    Ok(rows)
 }
+
+/// Whether a facility's view hides the target of this entry: a refusal about
+/// another facility's (or no facility's) group, patient, timeline or user.
+fn hides_target(row: &AuditRow, facility: FacilityId) -> bool {
+    row.outcome == DENIED && row.facility_id != Some(facility.get())
+}
+
+/// Blanks what a refused attempt was aimed at: the facility, patient, group,
+/// timeline and subject ids, id-valued details (`invitation=12`, `seq=5`; the
+/// codes stay) and the entry's hash (computed over those ids, so it would let
+/// them be guessed back).
+fn redact(row: &mut AuditRow) {
+    row.facility_id = None;
+    row.patient_id = None;
+    row.group_id = None;
+    row.timeline_id = None;
+    row.subject_user_id = None;
+    row.hash.clear();
+    row.detail = row.detail.take().and_then(|d| {
+        let kept: Vec<&str> = d
+            .split(' ')
+            .filter(|token| match token.split_once('=') {
+                Some((_, v)) => v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()),
+                None => true,
+            })
+            .collect();
+        (!kept.is_empty()).then(|| kept.join(" "))
+    });
+}
+
+/// The outcome of a refused attempt.
+const DENIED: &str = "denied";
 
 fn query(
     conn: &mut DbConn,
@@ -159,6 +206,16 @@ fn query(
                     .or(audit_log::actor_facility_id.eq(fac)),
             )
             .filter(audit_log::action.not_like(format!("{CONSULTATION_PREFIX}%")));
+        // Filtering on a patient or a user must not find the entries whose
+        // patient and user a facility's view hides (`hides_target`).
+        if f.patient_id.is_some() || f.subject_user_id.is_some() {
+            q = q.filter(
+                audit_log::outcome
+                    .ne(DENIED)
+                    .nullable()
+                    .or(audit_log::facility_id.eq(fac)),
+            );
+        }
     }
     if let Some(a) = f.actor_user_id {
         q = q.filter(audit_log::actor_user_id.eq(a));

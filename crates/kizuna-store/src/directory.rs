@@ -524,6 +524,8 @@ pub fn update_user(
     id: UserId,
     u: &UserUpdate<'_>,
 ) -> Result<UserRow, StoreError> {
+    // Write first: concurrent edits serialize instead of losing a field.
+    lock_user(conn, id)?;
     let mut row = user(conn, id)?;
     if let Some(r) = u.facility_role {
         row.facility_role = Some(r.as_str().to_owned());
@@ -604,4 +606,80 @@ pub fn patient_group(conn: &mut DbConn, patient: PatientId) -> Result<GroupRow, 
     Ok(care_groups::table
         .filter(care_groups::patient_id.eq(patient.get()))
         .get_result(conn)?)
+}
+
+/// Links a patient's own account to their record if it has none yet;
+/// returns whether it did (one statement, so two links cannot both win).
+pub fn link_patient_account_if_unlinked(
+    conn: &mut DbConn,
+    patient: PatientId,
+    user: UserId,
+) -> Result<bool, StoreError> {
+    let n = diesel::update(
+        patients::table
+            .find(patient.get())
+            .filter(patients::user_id.is_null()),
+    )
+    .set(patients::user_id.eq(Some(user.get())))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Takes the write lock on a facility row (a no-op update) so that a
+/// read-modify-write of its policy is serialized, and SQLite's transaction
+/// starts with a write.
+pub fn lock_facility(conn: &mut DbConn, facility: FacilityId) -> Result<(), StoreError> {
+    let n = diesel::update(facilities::table.find(facility.get()))
+        .set(facilities::id.eq(facilities::id))
+        .execute(conn)?;
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+/// Takes the write lock on a user row (a no-op update), for the same reason.
+pub fn lock_user(conn: &mut DbConn, user: UserId) -> Result<(), StoreError> {
+    let n = diesel::update(users::table.find(user.get()))
+        .set(users::id.eq(users::id))
+        .execute(conn)?;
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+/// Deactivation: cancels the pending invitations addressed to a user and
+/// withdraws their pending community applications; returns how many of each.
+/// Run before removing the memberships, in the same transaction, so that a
+/// concurrent approval either finishes first (and its membership is then
+/// removed) or finds nothing pending.
+pub fn close_pending_of_user(
+    conn: &mut DbConn,
+    user: UserId,
+) -> Result<(usize, usize), StoreError> {
+    let now = now_ms();
+    let invitations = diesel::update(
+        invitations::table
+            .filter(invitations::invitee_user_id.eq(user.get()))
+            .filter(invitations::status.eq(InvitationStatus::Pending.as_str())),
+    )
+    .set((
+        invitations::status.eq(InvitationStatus::Cancelled.as_str()),
+        invitations::closed_at.eq(Some(now)),
+    ))
+    .execute(conn)?;
+    let applications = diesel::update(
+        community_applications::table
+            .filter(community_applications::user_id.eq(user.get()))
+            .filter(community_applications::status.eq(ApplicationStatus::Pending.as_str())),
+    )
+    .set((
+        community_applications::status.eq(ApplicationStatus::Withdrawn.as_str()),
+        community_applications::decided_at.eq(Some(now)),
+    ))
+    .execute(conn)?;
+    Ok((invitations, applications))
 }

@@ -3,15 +3,38 @@
 //! Every change to one invitation starts with [`lock`], a no-op write to its
 //! row: it serializes concurrent decisions on both backends (PostgreSQL's row
 //! lock, SQLite's write lock), so "was that the last approval?" is answered
-//! once. Creating one starts with [`lock_group`] for the same reason (one
-//! pending invitation per person and group).
+//! once. Creating, binding or reopening one starts with [`lock_group`] for
+//! the same reason: one pending invitation per person and group, which the
+//! unique index `invitations_one_pending` also enforces (a write that would
+//! break it answers `Conflict("already invited")`).
 
 use crate::db::DbConn;
 use crate::error::StoreError;
 use crate::models::{ApprovalRow, InvitationRow};
 use crate::schema::{care_groups, invitation_approvals, invitations, patients};
 use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use kizuna_domain::*;
+
+/// What a write that would give one person two pending invitations into one
+/// group answers (the unique index `invitations_one_pending`).
+pub const ALREADY_INVITED: &str = "already invited";
+
+/// Maps a violation of `invitations_one_pending` to
+/// `Conflict(ALREADY_INVITED)`; any other error as usual. PostgreSQL names
+/// the index; SQLite names its columns.
+fn one_pending(e: DieselError) -> StoreError {
+    if let DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) = &e {
+        let message = info.message();
+        if info.constraint_name() == Some("invitations_one_pending")
+            || message.contains("invitations_one_pending")
+            || message.contains("invitations.invitee_user_id")
+        {
+            return StoreError::Conflict(ALREADY_INVITED);
+        }
+    }
+    e.into()
+}
 
 /// A new invitation and the approvals it needs.
 #[derive(Debug, Clone)]
@@ -89,6 +112,8 @@ fn insert_approvals(
 }
 
 /// Creates an invitation (status `pending`, sent once) with its approvals.
+/// `Conflict(ALREADY_INVITED)` when the invitee already has a pending
+/// invitation into the group (expired or not: mark an expired one first);
 /// `Conflict` when the code hash is already in use.
 pub fn create(
     conn: &mut DbConn,
@@ -110,7 +135,8 @@ pub fn create(
                 invitations::expires_at.eq(new.expires_at),
             ))
             .returning(invitations::all_columns)
-            .get_result(conn)?;
+            .get_result(conn)
+            .map_err(one_pending)?;
         insert_approvals(conn, invitation.id, new.approvals)?;
         let approvals = approvals(conn, invitation.id)?;
         Ok(InvitationWithApprovals {
@@ -314,6 +340,8 @@ pub fn set_accepted(conn: &mut DbConn, id: i64, at: i64) -> Result<InvitationRow
 /// Sends an invitation again: `sent_at` now, one more send, a new expiry,
 /// status `pending` again (an expired invitation is renewed). A new code hash
 /// replaces the old one when given (the old code stops working).
+/// `Conflict(ALREADY_INVITED)` when reopening it would give the invitee a
+/// second pending invitation into the group.
 pub fn resend(
     conn: &mut DbConn,
     id: i64,
@@ -327,7 +355,7 @@ pub fn resend(
                 .set(invitations::code_hash.eq(Some(hash)))
                 .execute(conn)?;
         }
-        Ok(diesel::update(invitations::table.find(id))
+        diesel::update(invitations::table.find(id))
             .set((
                 invitations::sent_at.eq(now),
                 invitations::send_count.eq(invitations::send_count + 1i64),
@@ -336,12 +364,15 @@ pub fn resend(
                 invitations::closed_at.eq(None::<i64>),
             ))
             .returning(invitations::all_columns)
-            .get_result(conn)?)
+            .get_result(conn)
+            .map_err(one_pending)
     })
 }
 
 /// Binds the account that redeemed a code invitation and adds the approvals
-/// computed for them. `Conflict` when the code was already redeemed.
+/// computed for them. `Conflict` when the code was already redeemed;
+/// `Conflict(ALREADY_INVITED)` when the account already has a pending
+/// invitation into the group.
 pub fn bind_invitee(
     conn: &mut DbConn,
     id: i64,
@@ -355,7 +386,8 @@ pub fn bind_invitee(
                 .filter(invitations::invitee_user_id.is_null()),
         )
         .set(invitations::invitee_user_id.eq(Some(user.get())))
-        .execute(conn)?;
+        .execute(conn)
+        .map_err(one_pending)?;
         if n == 0 {
             return Err(match get(conn, id) {
                 Ok(_) => StoreError::Conflict("code already redeemed"),
@@ -367,5 +399,38 @@ pub fn bind_invitee(
             invitation: get(conn, id)?,
             approvals: approvals(conn, id)?,
         })
+    })
+}
+
+/// Brings an invitation's approvals up to `needed` (a re-sent invitation
+/// waits for what the policies ask today): adds the roles it lacks, and
+/// re-opens (`pending`, undecided) a facility role whose facility changed
+/// (the invitee moved). Roles no longer needed are left as they are.
+pub fn refresh_approvals(
+    conn: &mut DbConn,
+    id: i64,
+    needed: &[(ApprovalRole, Option<FacilityId>)],
+) -> Result<(), StoreError> {
+    conn.transaction(|conn| {
+        let have = approvals(conn, id)?;
+        let mut missing = Vec::new();
+        for (role, facility) in needed {
+            let facility = facility.map(FacilityId::get);
+            match have.iter().find(|a| a.role == role.as_str()) {
+                None => missing.push((*role, facility.map(FacilityId))),
+                Some(a) if a.facility_id != facility => {
+                    diesel::update(invitation_approvals::table.find((id, role.as_str())))
+                        .set((
+                            invitation_approvals::facility_id.eq(facility),
+                            invitation_approvals::state.eq(ApprovalState::Pending.as_str()),
+                            invitation_approvals::decided_by.eq(None::<i64>),
+                            invitation_approvals::decided_at.eq(None::<i64>),
+                        ))
+                        .execute(conn)?;
+                }
+                Some(_) => {}
+            }
+        }
+        insert_approvals(conn, id, &missing)
     })
 }

@@ -193,6 +193,125 @@ fn a_facility_sees_entries_about_it_and_by_its_users_and_no_consultations() {
 }
 
 #[test]
+fn a_refused_probe_of_another_facility_shows_the_probers_admins_no_target() {
+    for db in scratch_databases() {
+        let store = db.open();
+        let mut c = store.conn().unwrap();
+        let ids = seed(&mut c);
+        let t = trail(&mut c, &ids);
+        // f2's clerk probes f1's group for invitations (told `not_found`).
+        let probe = audit::append(
+            &mut c,
+            &AuditEntry {
+                actor_user_id: Some(ids.clerk),
+                actor_facility_id: Some(ids.f2.get()),
+                action: "invitation.list",
+                outcome: "denied",
+                facility_id: Some(ids.f1.get()),
+                group_id: Some(ids.group),
+                subject_user_id: Some(ids.doctor),
+                detail: Some("invitation=77 code=not_found".into()),
+                remote_addr: Some("192.0.2.9".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let all = AuditFilter::default();
+        let find = |rows: &[kizuna_store::models::AuditRow], id: i64| {
+            rows.iter()
+                .find(|r| r.id == id)
+                .cloned()
+                .unwrap_or_else(|| panic!("entry {id} missing ({:?})", db.backend()))
+        };
+
+        // f2's view: both refusals are there (who tried, when, from where,
+        // the answer), but not what they were aimed at.
+        let f2 = audit::facility_entries(&mut c, ids.f2, &all).unwrap();
+        for id in [t["clerk_denied"], probe.id] {
+            let r = find(&f2, id);
+            assert_eq!(r.actor_user_id, Some(ids.clerk));
+            assert_eq!(r.actor_facility_id, Some(ids.f2.get()));
+            assert_eq!(r.outcome, "denied");
+            assert_eq!(
+                (
+                    r.facility_id,
+                    r.patient_id,
+                    r.group_id,
+                    r.timeline_id,
+                    r.subject_user_id
+                ),
+                (None, None, None, None, None),
+                "{:?}",
+                db.backend()
+            );
+            // The hash covers the hidden ids, so it is not shown either.
+            assert_eq!(r.hash, "");
+            assert_eq!(r.prev_hash, "");
+        }
+        let r = find(&f2, probe.id);
+        assert_eq!(r.detail.as_deref(), Some("code=not_found"));
+        assert_eq!(r.remote_addr.as_deref(), Some("192.0.2.9"));
+        assert_eq!(
+            find(&f2, t["clerk_denied"]).detail.as_deref(),
+            Some("via=subscribe")
+        );
+        // f2's own and successful entries keep their ids (and hash).
+        let own = find(&f2, t["f2_only"]);
+        assert_eq!(own.subject_user_id, Some(ids.pharmacist));
+        assert_eq!(own.hash.len(), 64);
+        let read = find(&f2, t["pharmacist_read"]);
+        assert_eq!(read.patient_id, Some(ids.patient.get()));
+        // Filtering f2's view on f1's patient or user does not find them.
+        for filter in [
+            AuditFilter {
+                patient_id: Some(ids.patient.get()),
+                ..Default::default()
+            },
+            AuditFilter {
+                subject_user_id: Some(ids.doctor),
+                ..Default::default()
+            },
+        ] {
+            let found = ids_of(&audit::facility_entries(&mut c, ids.f2, &filter).unwrap());
+            assert!(!found.contains(&probe.id), "{filter:?}");
+            assert!(!found.contains(&t["clerk_denied"]), "{filter:?}");
+        }
+
+        // f1's view: the probes of its group, with every id.
+        let f1 = audit::facility_entries(&mut c, ids.f1, &all).unwrap();
+        let r = find(&f1, probe.id);
+        assert_eq!(r.facility_id, Some(ids.f1.get()));
+        assert_eq!(r.group_id, Some(ids.group));
+        assert_eq!(r.subject_user_id, Some(ids.doctor));
+        assert_eq!(r.detail.as_deref(), Some("invitation=77 code=not_found"));
+        let r = find(&f1, t["clerk_denied"]);
+        assert_eq!(r.patient_id, Some(ids.patient.get()));
+        assert_eq!(r.group_id, Some(ids.group));
+        let by_patient = ids_of(
+            &audit::facility_entries(
+                &mut c,
+                ids.f1,
+                &AuditFilter {
+                    patient_id: Some(ids.patient.get()),
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        );
+        assert!(by_patient.contains(&t["clerk_denied"]));
+
+        // The operator's service-wide view keeps everything, and the chain
+        // is whole.
+        let everything = audit::entries(&mut c, &all).unwrap();
+        let r = find(&everything, probe.id);
+        assert_eq!(r.group_id, Some(ids.group));
+        assert_eq!(r.hash, probe.hash);
+        assert_eq!(r.prev_hash, probe.prev_hash);
+        assert!(audit::verify_chain(&mut c).unwrap().is_ok());
+    }
+}
+
+#[test]
 fn facility_query_filters_narrow_and_page() {
     for db in scratch_databases() {
         let store = db.open();

@@ -316,3 +316,142 @@ fn locks_and_lookups_of_missing_rows_say_not_found() {
         assert!(invitations::by_code_hash(&mut c, "nope").unwrap().is_none());
     }
 }
+
+fn already_invited<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Conflict(invitations::ALREADY_INVITED)))
+}
+
+#[test]
+fn one_person_has_at_most_one_pending_invitation_per_group() {
+    for db in scratch_databases() {
+        let store = db.open();
+        let mut c = store.conn().unwrap();
+        let w = world(&mut c);
+        let now = kizuna_store::now_ms();
+        let first = invite(&mut c, &w, Some(w.outsider), None, now, &[]);
+        let second = NewInvitation {
+            group_id: w.group,
+            scope: InvitationScope::Team,
+            invitee_kind: UserKind::Staff,
+            invitee_user_id: Some(w.outsider),
+            code_hash: None,
+            invited_by: w.nurse,
+            now,
+            expires_at: now + DAY,
+            approvals: &[],
+        };
+        // The index refuses a second pending one, whatever the code checked.
+        assert!(
+            already_invited(invitations::create(&mut c, &second)),
+            "{:?}",
+            db.backend()
+        );
+        // Codes nobody redeemed yet have no invitee and do not count.
+        let code = invite(&mut c, &w, None, Some("code-a"), now, &[]);
+        invite(&mut c, &w, None, Some("code-b"), now, &[]);
+        // Once the first is no longer pending, another may be.
+        invitations::set_status(&mut c, first, InvitationStatus::Expired, now).unwrap();
+        let again = invitations::create(&mut c, &second).unwrap().invitation.id;
+        // Reopening the expired one, or binding a code to the same person,
+        // would make two.
+        assert!(already_invited(invitations::resend(
+            &mut c,
+            first,
+            now,
+            now + DAY,
+            None
+        )));
+        assert_eq!(
+            invitations::get(&mut c, first).unwrap().status().unwrap(),
+            InvitationStatus::Expired
+        );
+        assert!(already_invited(invitations::bind_invitee(
+            &mut c,
+            code,
+            w.outsider,
+            &[(ApprovalRole::InviteeFacility, Some(w.f2))]
+        )));
+        let unbound = invitations::get(&mut c, code).unwrap();
+        assert_eq!(unbound.invitee_user_id, None);
+        assert!(invitations::approvals(&mut c, code).unwrap().is_empty());
+        // Another person, or another status, is no conflict.
+        invitations::bind_invitee(&mut c, code, w.patient, &[]).unwrap();
+        invitations::set_status(&mut c, again, InvitationStatus::Declined, now).unwrap();
+        invitations::resend(&mut c, first, now, now + DAY, None).unwrap();
+        // A code hash in use is a conflict of its own kind.
+        let reused = invitations::create(
+            &mut c,
+            &NewInvitation {
+                invitee_user_id: None,
+                code_hash: Some("code-b"),
+                ..second
+            },
+        );
+        assert!(matches!(reused, Err(StoreError::Conflict(_))) && !already_invited(reused));
+    }
+}
+
+#[test]
+fn refreshing_approvals_adds_missing_roles_and_reopens_a_moved_facility() {
+    for db in scratch_databases() {
+        let store = db.open();
+        let mut c = store.conn().unwrap();
+        let w = world(&mut c);
+        let now = kizuna_store::now_ms();
+        let id = invite(
+            &mut c,
+            &w,
+            Some(w.outsider),
+            None,
+            now,
+            &[(ApprovalRole::InviteeFacility, Some(w.f2))],
+        );
+        invitations::decide_approval(
+            &mut c,
+            id,
+            ApprovalRole::InviteeFacility,
+            ApprovalState::Approved,
+            w.nurse,
+            now,
+        )
+        .unwrap();
+        // Same facility: the decision stands; a new role is added.
+        invitations::refresh_approvals(
+            &mut c,
+            id,
+            &[
+                (ApprovalRole::InviteeFacility, Some(w.f2)),
+                (ApprovalRole::InvitingFacility, Some(w.f1)),
+            ],
+        )
+        .unwrap();
+        let state = |c: &mut DbConn, role: ApprovalRole| {
+            let a = invitations::approvals(c, id)
+                .unwrap()
+                .into_iter()
+                .find(|a| a.role().unwrap() == role)
+                .unwrap();
+            (a.state().unwrap(), a.facility_id, a.decided_by)
+        };
+        assert_eq!(
+            state(&mut c, ApprovalRole::InviteeFacility),
+            (
+                ApprovalState::Approved,
+                Some(w.f2.get()),
+                Some(w.nurse.get())
+            )
+        );
+        assert_eq!(
+            state(&mut c, ApprovalRole::InvitingFacility),
+            (ApprovalState::Pending, Some(w.f1.get()), None)
+        );
+        // The invitee moved to f1: f1's admins decide afresh.
+        invitations::refresh_approvals(&mut c, id, &[(ApprovalRole::InviteeFacility, Some(w.f1))])
+            .unwrap();
+        assert_eq!(
+            state(&mut c, ApprovalRole::InviteeFacility),
+            (ApprovalState::Pending, Some(w.f1.get()), None)
+        );
+        assert_eq!(invitations::approvals(&mut c, id).unwrap().len(), 2);
+    }
+}

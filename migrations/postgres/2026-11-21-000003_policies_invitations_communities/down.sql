@@ -1,3 +1,4 @@
+DROP INDEX invitations_one_pending;
 DROP TRIGGER audit_log_no_truncate ON audit_log;
 DROP TRIGGER audit_log_no_change ON audit_log;
 DROP FUNCTION audit_log_append_only();

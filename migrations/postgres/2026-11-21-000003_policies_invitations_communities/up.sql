@@ -31,6 +31,10 @@ CREATE TABLE invitations (
 );
 CREATE INDEX invitations_group ON invitations(group_id, status);
 CREATE INDEX invitations_invitee ON invitations(invitee_user_id, status);
+-- One pending invitation per person and group (codes nobody has redeemed yet
+-- have no invitee and are not counted). An expired invitation still marked
+-- 'pending' is set to 'expired' before another is created, bound or reopened.
+CREATE UNIQUE INDEX invitations_one_pending ON invitations(group_id, invitee_user_id) WHERE status = 'pending' AND invitee_user_id IS NOT NULL;
 
 -- The approvals an invitation waits for, one row per approver role.
 CREATE TABLE invitation_approvals (

@@ -1,3 +1,4 @@
+DROP INDEX invitations_one_pending;
 DROP TRIGGER audit_log_no_delete;
 DROP TRIGGER audit_log_no_update;
 DROP INDEX audit_log_actor_facility;

@@ -114,29 +114,29 @@ impl Service {
         let caller = CallerInfo::from(caller);
         let revoked = self
             .blocking(move |conn| {
-                // Only someone who administers accounts at all learns whether an
-                // id exists.
+                // Someone who administers no accounts at all is refused
+                // before any lookup, so ids tell them nothing; for admins, a
+                // missing id and another facility's account answer alike.
+                let own = caller_actor(conn, &caller)?.and_then(|a| a.facility_id);
+                let administers_accounts = [None, own].into_iter().any(|facility| {
+                    let op = AdminOp::SetUserStatus {
+                        facility,
+                        kind: UserKind::Staff,
+                    };
+                    matches!(caller_decision(conn, &caller, Action::Admin(op)), Ok(true))
+                });
+                if !administers_accounts {
+                    return denied(
+                        conn,
+                        &caller,
+                        "admin.set_user_status",
+                        ServiceError::Forbidden("you may not administer accounts"),
+                    );
+                }
                 let target = match directory::user(conn, user) {
                     Ok(t) => t,
                     Err(kizuna_store::StoreError::NotFound) => {
-                        let any = AdminOp::SetUserStatus {
-                            facility: None,
-                            kind: UserKind::Staff,
-                        };
-                        allow(conn, &caller, Action::Admin(any))
-                            .or_else(|_| {
-                                let own = caller_actor(conn, &caller)?.and_then(|a| a.facility_id);
-                                allow(
-                                    conn,
-                                    &caller,
-                                    Action::Admin(AdminOp::SetUserStatus {
-                                        facility: own,
-                                        kind: UserKind::Staff,
-                                    }),
-                                )
-                            })
-                            .or_else(|e| denied(conn, &caller, "admin.set_user_status", e))?;
-                        return Err(ServiceError::NotFound);
+                        return denied(conn, &caller, "admin.set_user_status", ServiceError::NotFound);
                     }
                     Err(e) => return Err(e.into()),
                 };
@@ -157,6 +157,7 @@ impl Service {
                     directory::set_user_status(conn, user, status)?;
                     let mut revoked = Vec::new();
                     let mut left = Vec::new();
+                let mut closed = (0, 0);
                     if status == UserStatus::Disabled {
                         sessions::revoke_user_sessions(conn, user, "account_disabled")?;
                         revoked = kizuna_store::certificates::revoke_all_of_user(
@@ -164,7 +165,8 @@ impl Service {
                             user,
                             "cessationOfOperation",
                         )?;
-                        left = directory::remove_from_all_groups(conn, user)?;
+                        closed = directory::close_pending_of_user(conn, user)?;
+                    left = directory::remove_from_all_groups(conn, user)?;
                     }
                     audit(
                         conn,
@@ -175,9 +177,11 @@ impl Service {
                             facility_id: target.facility_id,
                             subject_user_id: Some(user.get()),
                             detail: Some(format!(
-                                "status={status} certificates_revoked={} groups_left={}",
+                                "status={status} certificates_revoked={} groups_left={} invitations_cancelled={} applications_withdrawn={}",
                                 revoked.len(),
-                                left.len()
+                                left.len(),
+                                closed.0,
+                                closed.1
                             )),
                             ..Default::default()
                         },

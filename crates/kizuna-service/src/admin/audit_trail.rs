@@ -73,24 +73,45 @@ fn page_of(
     }
 }
 
+/// Whether the caller may read some audit trail at all: the CLI, the
+/// operator, a facility's admins (their own facility's).
+fn reads_some_audit(actor: Option<&kizuna_domain::access::Actor>) -> bool {
+    let view = |facility| Action::Admin(AdminOp::ViewAudit { facility });
+    match actor {
+        None => true,
+        Some(a) if a.kind == UserKind::Operator => true,
+        Some(a) => a.facility_id.is_some() && decide(a, &view(a.facility_id)) == Decision::Allow,
+    }
+}
+
 /// Which part of the trail the caller may read: `Some(f)`, one facility's;
 /// `None`, all of it (the operator and the CLI). A facility admin's default is
 /// their own facility. Another facility answers 404 (as if it did not exist);
-/// an account that may read no audit at all gets 403.
+/// an account that may read no audit at all gets 403 whatever the facility
+/// id. The access function decides first: only a caller it allows learns
+/// whether the facility exists.
 fn audit_scope(
     conn: &mut DbConn,
     caller: &CallerInfo,
     requested: Option<FacilityId>,
     action: &'static str,
 ) -> ServiceResult<Option<FacilityId>> {
-    let Some(actor) = caller_actor(conn, caller)? else {
-        return Ok(requested);
+    let actor = caller_actor(conn, caller)?;
+    let scope = match &actor {
+        None => requested,
+        Some(a) if a.kind == UserKind::Operator => requested,
+        Some(a) => requested.or(a.facility_id),
     };
-    let scope = if actor.kind == UserKind::Operator {
-        requested
-    } else {
-        requested.or(actor.facility_id)
-    };
+    if let Some(a) = &actor
+        && decide(a, &Action::Admin(AdminOp::ViewAudit { facility: scope })) != Decision::Allow
+    {
+        let e = if reads_some_audit(Some(a)) {
+            ServiceError::NotFound
+        } else {
+            ServiceError::Forbidden("reading the audit trail is for facility admins")
+        };
+        return denied(conn, caller, action, e);
+    }
     if let Some(f) = scope {
         match directory::facility(conn, f) {
             Ok(_) => {}
@@ -100,18 +121,7 @@ fn audit_scope(
             Err(e) => return Err(e.into()),
         }
     }
-    let view = |facility| Action::Admin(AdminOp::ViewAudit { facility });
-    if decide(&actor, &view(scope)) == Decision::Allow {
-        return Ok(scope);
-    }
-    let reads_own =
-        actor.facility_id.is_some() && decide(&actor, &view(actor.facility_id)) == Decision::Allow;
-    let e = if reads_own {
-        ServiceError::NotFound
-    } else {
-        ServiceError::Forbidden("reading the audit trail is for facility admins")
-    };
-    denied(conn, caller, action, e)
+    Ok(scope)
 }
 
 /// Ids and codes of a query, for its own audit entry.
@@ -237,7 +247,8 @@ impl Service {
 
     /// Who read a patient's timelines, with counts and first and last time
     /// (admins of the patient's facility, and the operator; anyone else gets
-    /// 404). Audited as `audit.query`.
+    /// 404). Audited as `audit.query`. Someone who may read no audit trail is
+    /// refused before the patient is looked up.
     pub async fn patient_access(
         &self,
         caller: Caller<'_>,
@@ -245,6 +256,9 @@ impl Service {
     ) -> ServiceResult<PatientAccessView> {
         let caller = CallerInfo::from(caller);
         self.blocking(move |conn| {
+            if !reads_some_audit(caller_actor(conn, &caller)?.as_ref()) {
+                return denied(conn, &caller, "audit.query", ServiceError::NotFound);
+            }
             let facility = match directory::patient(conn, patient) {
                 Ok(p) => FacilityId(p.facility_id),
                 Err(kizuna_store::StoreError::NotFound) => {

@@ -148,6 +148,9 @@ impl Service {
                     return denied(conn, &caller, "admin.set_facility_policy", e);
                 }
                 transaction(conn, |conn| {
+                    // Write first: two admins changing different rules at
+                    // once serialize instead of one losing the other's change.
+                    directory::lock_facility(conn, facility)?;
                     let before = directory::facility(conn, facility)?.policy()?;
                     let after = change.apply(before);
                     let row = directory::set_facility_policy(conn, facility, &after)?;

@@ -192,8 +192,20 @@ impl Service {
             if let Err(e) = allow(conn, &caller, any) {
                 return denied(conn, &caller, "admin.add_member", e);
             }
-            let u = directory::user(conn, user).map_err(|_| invalid("user_id names no user"))?;
+            // A missing, disabled or foreign account that could never be
+            // added answers like a missing one: the id tells nothing.
+            let u = match directory::user(conn, user) {
+                Ok(u) if u.status()? == UserStatus::Active => u,
+                Ok(_) | Err(kizuna_store::StoreError::NotFound) => {
+                    return denied(conn, &caller, "admin.add_member", ServiceError::NotFound);
+                }
+                Err(e) => return Err(e.into()),
+            };
             let kind = u.kind()?;
+            // Patients' own accounts are linked to their record, never added.
+            if !may_join(kind, g.kind()?) || kind == UserKind::Patient {
+                return denied(conn, &caller, "admin.add_member", ServiceError::NotFound);
+            }
             let invitee = invitee_facts(conn, &u)?;
             let scope = if visibility_for(kind, Visibility::All) == Visibility::FamilyOnly {
                 InvitationScope::Family
@@ -213,14 +225,6 @@ impl Service {
             };
             if let Err(e) = allow(conn, &caller, action) {
                 return denied(conn, &caller, "admin.add_member", e);
-            }
-            if !may_join(kind, g.kind()?) {
-                return Err(invalid(
-                    "this kind of account cannot join this kind of group",
-                ));
-            }
-            if u.status()? != UserStatus::Active {
-                return Err(invalid("the account is disabled"));
             }
             let visibility = visibility_for(kind, Visibility::All);
             let role = if visibility == Visibility::FamilyOnly {
@@ -269,6 +273,8 @@ impl Service {
             let g = directory::group(conn, group)?;
             let change = if caller.user == Some(user) {
                 MemberChange::Leave
+            } else if patient_account(conn, &g)? == Some(user) {
+                MemberChange::RemovePatient
             } else {
                 MemberChange::Remove
             };
@@ -317,14 +323,20 @@ pub(crate) fn invitee_facts(conn: &mut DbConn, u: &UserRow) -> ServiceResult<Inv
     })
 }
 
+/// The patient's own account, for a patient group whose patient has one.
+fn patient_account(conn: &mut DbConn, g: &GroupRow) -> ServiceResult<Option<UserId>> {
+    let Some(pid) = g.patient_id else {
+        return Ok(None);
+    };
+    Ok(directory::patient(conn, PatientId(pid))?
+        .user_id
+        .map(UserId))
+}
+
 /// Whether the patient's own account is a member of their patient group.
 pub(crate) fn patient_joined(conn: &mut DbConn, g: &GroupRow) -> ServiceResult<bool> {
-    let Some(pid) = g.patient_id else {
-        return Ok(false);
-    };
-    let p = directory::patient(conn, PatientId(pid))?;
-    Ok(match p.user_id {
-        Some(u) => directory::membership(conn, GroupId(g.id), UserId(u))?.is_some(),
+    Ok(match patient_account(conn, g)? {
+        Some(u) => directory::membership(conn, GroupId(g.id), u)?.is_some(),
         None => false,
     })
 }
@@ -397,7 +409,12 @@ impl Service {
             let family_on =
                 directory::group_policy(conn, &group)?.is_none_or(|p| p.family_timeline);
             transaction(conn, |conn| {
-                directory::link_patient_account(conn, patient, user)?;
+                // First statement a write (SQLite takes its lock at once);
+                // only links a record that has no account yet, so two
+                // concurrent links cannot both succeed.
+                if !directory::link_patient_account_if_unlinked(conn, patient, user)? {
+                    return Err(ServiceError::Conflict("the patient already has an account"));
+                }
                 if family_on && directory::membership(conn, GroupId(group.id), user)?.is_none() {
                     directory::add_member(
                         conn,

@@ -93,6 +93,18 @@ impl From<Caller<'_>> for CallerInfo {
     }
 }
 
+/// Whether the caller may do `action` (the CLI always may), without auditing.
+pub(crate) fn caller_decision(
+    conn: &mut DbConn,
+    caller: &CallerInfo,
+    action: Action,
+) -> ServiceResult<bool> {
+    Ok(match caller_actor(conn, caller)? {
+        None => true,
+        Some(actor) => decide(&actor, &action).is_allowed(),
+    })
+}
+
 pub(crate) fn allow(conn: &mut DbConn, caller: &CallerInfo, action: Action) -> ServiceResult<()> {
     match caller_actor(conn, caller)? {
         None => Ok(()),

@@ -91,7 +91,7 @@ impl Service {
                     }
                     if let Some(open) = store::pending_of_user_in_group(conn, group, u.user_id())? {
                         if now <= open.expires_at {
-                            return Err(ServiceError::Conflict("already invited"));
+                            return Err(ServiceError::Conflict(store::ALREADY_INVITED));
                         }
                         let old = store::set_status(
                             conn,

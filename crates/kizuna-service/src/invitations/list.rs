@@ -56,7 +56,8 @@ impl Service {
     }
 
     /// Invitations waiting for an approval by a facility's admins (that
-    /// facility's admins; anyone else gets `not_found`).
+    /// facility's admins and the operator; anyone else, and a facility that
+    /// does not exist, gets `not_found`).
     pub async fn facility_approvals(
         &self,
         p: &Principal,
@@ -68,6 +69,15 @@ impl Service {
             let op = AdminOp::ViewFacility { facility };
             if allow(conn, &caller, Action::Admin(op)).is_err() {
                 return refused(conn, &caller, ACTION, None, ServiceError::NotFound);
+            }
+            // Checked after the decision: only someone allowed learns
+            // whether it exists.
+            match directory::facility(conn, facility) {
+                Ok(_) => {}
+                Err(StoreError::NotFound) => {
+                    return refused(conn, &caller, ACTION, None, ServiceError::NotFound);
+                }
+                Err(e) => return Err(e.into()),
             }
             let now = now_ms();
             let mut rows: Vec<InvitationRow> = Vec::new();

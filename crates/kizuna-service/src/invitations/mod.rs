@@ -306,12 +306,7 @@ impl Loaded {
     /// Whether the actor may decide this approval.
     pub(crate) fn may_decide(&self, conn: &mut DbConn, a: &ApprovalRow) -> ServiceResult<bool> {
         let role = a.role()?;
-        let action = Action::DecideApproval {
-            role,
-            group: self.facts,
-            invitee_facility: self.invitee_facility(conn)?,
-        };
-        if !decide(&self.actor, &action).is_allowed() {
+        if !decide(&self.actor, &decide_approval_action(a, self.facts)?).is_allowed() {
             return Ok(false);
         }
         // The domain knows the actor is a patient in the group; only the
@@ -320,24 +315,23 @@ impl Loaded {
             || patient_account(conn, &self.group)? == Some(self.actor.user_id))
     }
 
-    /// The invitee's facility (staff with an account).
-    pub(crate) fn invitee_facility(&self, conn: &mut DbConn) -> ServiceResult<Option<FacilityId>> {
-        match self.inv.invitee_user_id {
-            Some(u) => {
-                let row = directory::user(conn, UserId(u))?;
-                Ok(match row.kind()? {
-                    UserKind::Staff => row.facility_id.map(FacilityId),
-                    _ => None,
-                })
-            }
-            None => Ok(None),
-        }
-    }
-
     /// The audit entry about this invitation.
     pub(crate) fn entry(&self, action: &'static str, outcome: &'static str) -> AuditEntry {
         entry(&self.group, &self.inv, action, outcome)
     }
+}
+
+/// Deciding one stored approval. The `invitee_facility` role is decided by
+/// the admins of the facility stored on the approval (the invitee's when it
+/// was fixed), never the invitee's facility of the moment: who may decide,
+/// who sees it waiting (`GET /v1/admin/facilities/{id}/approvals`) and who
+/// may learn the invitation exists all agree.
+pub(crate) fn decide_approval_action(a: &ApprovalRow, group: GroupFacts) -> ServiceResult<Action> {
+    Ok(Action::DecideApproval {
+        role: a.role()?,
+        group,
+        invitee_facility: a.facility_id.map(FacilityId),
+    })
 }
 
 pub(crate) fn entry(
@@ -432,6 +426,32 @@ pub(crate) fn join_if_complete(
     }
     let user = UserId(user);
     let group = GroupId(g.id);
+    // Facts may have changed since the invitation was sent: the invitee's
+    // account may have been disabled (its row is locked here, so this
+    // serializes with a deactivation), or a facility may have tightened its
+    // policy, or the inviter may have left the team. Re-decide as at
+    // sending; if the answer is now no, the invitation is cancelled instead.
+    directory::lock_user(conn, user)?;
+    let invitee_row = directory::user(conn, user)?;
+    let inviter = CallerInfo {
+        user: Some(UserId(inv.invited_by)),
+        ctx: caller.ctx.clone(),
+    };
+    let action = Action::Invite {
+        group: facts(conn, &inviter, g)?,
+        scope: inv.scope()?,
+        invitee: invitee_facts(conn, &invitee_row)?,
+    };
+    // `allow` also refuses a disabled inviter.
+    let still_allowed =
+        invitee_row.status()? == UserStatus::Active && allow(conn, &inviter, action).is_ok();
+    if !still_allowed {
+        let inv = store::set_status(conn, inv.id, InvitationStatus::Cancelled, now)?;
+        let mut e = entry(g, &inv, "invitation.cancel", "ok");
+        e.detail = Some(format!("invitation={} reason=no_longer_allowed", inv.id));
+        audit(conn, caller, e)?;
+        return Ok(inv);
+    }
     let visibility = match inv.scope()? {
         InvitationScope::Family => Visibility::FamilyOnly,
         InvitationScope::Team => visibility_for(inv.invitee_kind()?, Visibility::All),

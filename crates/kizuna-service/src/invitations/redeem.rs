@@ -54,7 +54,9 @@ fn check_open(inv: &InvitationRow, now: i64) -> ServiceResult<()> {
 /// Inside a transaction: binds `user` to the code invitation `id`, computes
 /// its approvals, counts it as accepted and joins if nothing is outstanding.
 /// The inviter's right to invite this person is checked again under today's
-/// policies (the invitee's facility is only known now).
+/// policies (the invitee's facility is only known now); a refusal is
+/// `forbidden`, which the caller audits once the transaction is rolled back
+/// ([`audit_policy_refusal`]).
 fn bind(
     conn: &mut DbConn,
     audit_as: &CallerInfo,
@@ -63,6 +65,10 @@ fn bind(
     account_created: bool,
     now: i64,
 ) -> ServiceResult<InvitationRow> {
+    // Group first, then invitation, as `invite` and `resend` take them: one
+    // pending invitation per person and group.
+    let group = GroupId(store::get(conn, id)?.group_id);
+    store::lock_group(conn, group)?;
     let inv = store::lock(conn, id)?;
     check_open(&inv, now)?;
     let g = directory::group(conn, GroupId(inv.group_id))?;
@@ -85,10 +91,14 @@ fn bind(
     if directory::membership(conn, GroupId(g.id), user.user_id())?.is_some() {
         return Err(ServiceError::Conflict("already a member"));
     }
-    if let Some(open) = store::pending_of_user_in_group(conn, GroupId(g.id), user.user_id())?
-        && now <= open.expires_at
-    {
-        return Err(ServiceError::Conflict("already invited"));
+    if let Some(open) = store::pending_of_user_in_group(conn, GroupId(g.id), user.user_id())? {
+        if now <= open.expires_at {
+            return Err(ServiceError::Conflict(store::ALREADY_INVITED));
+        }
+        // Its time ran out but nobody recorded it: record it, so that this
+        // one may become the pending one (`invitations_one_pending`).
+        let old = store::set_status(conn, open.id, InvitationStatus::Expired, open.expires_at)?;
+        audit(conn, audit_as, entry(&g, &old, "invitation.expire", "ok"))?;
     }
     let needed = needed_approvals(conn, &g, &gf, &invitee)?;
     store::bind_invitee(conn, id, user.user_id(), &needed)?;
@@ -108,6 +118,47 @@ fn bind(
     join_if_complete(conn, audit_as, &g, inv, now)
 }
 
+/// Audits a redemption the policies refused in [`bind`] (its transaction,
+/// and with it a family account being created, is rolled back by then), then
+/// returns the refusal. `actor` is `None` when the account was not created.
+fn audit_policy_refusal<T>(
+    conn: &mut DbConn,
+    ctx: &RequestContext,
+    actor: Option<UserId>,
+    id: i64,
+    e: ServiceError,
+) -> ServiceResult<T> {
+    let inv = store::get(conn, id)?;
+    let g = directory::group(conn, GroupId(inv.group_id))?;
+    match actor {
+        Some(user) => {
+            let caller = CallerInfo {
+                user: Some(user),
+                ctx: ctx.clone(),
+            };
+            refused(conn, &caller, ACTION, Some((&g, Some(id))), e)
+        }
+        None => {
+            crate::audit::record(
+                conn,
+                ctx,
+                AuditEntry {
+                    action: ACTION,
+                    outcome: "denied",
+                    facility_id: g.owner_facility_id,
+                    group_id: Some(g.id),
+                    detail: Some(format!(
+                        "invitation={id} code={} account_created=false",
+                        e.code().as_str()
+                    )),
+                    ..Default::default()
+                },
+            )?;
+            Err(e)
+        }
+    }
+}
+
 impl Service {
     /// Redeems a one-time code: logged in (`principal`) for one's own
     /// account, or without a token by creating a family account
@@ -120,13 +171,18 @@ impl Service {
         account: Option<RedeemAccount>,
     ) -> ServiceResult<Redeemed> {
         // Refused before any database work or password hashing; keyed by
-        // address (a code itself is far too long to guess).
+        // address (a code itself is far too long to guess). Without an
+        // address, by code: a shared bucket would let one client lock
+        // everyone out.
+        let hash = code_hash(code.expose_secret());
         let addr = ctx.remote_addr.clone();
-        let key = format!("invitation-redeem@{}", addr.as_deref().unwrap_or("-"));
+        let key = match addr.as_deref() {
+            Some(a) => format!("invitation-redeem@{a}"),
+            None => format!("invitation-redeem#{hash}"),
+        };
         if !self.inner.limits.allow(&key, addr.as_deref()) {
             return Err(ServiceError::RateLimited);
         }
-        let hash = code_hash(code.expose_secret());
         match (principal, account) {
             (Some(p), None) => self.redeem_logged_in(p, hash).await,
             (None, Some(a)) => self.redeem_with_new_account(ctx, hash, a).await,
@@ -152,7 +208,13 @@ impl Service {
                 return refused(conn, &caller, ACTION, None, e);
             }
             let now = now_ms();
-            let inv = transaction(conn, |conn| bind(conn, &caller, inv.id, &user, false, now))?;
+            let bound = transaction(conn, |conn| bind(conn, &caller, inv.id, &user, false, now));
+            let inv = match bound {
+                Err(e @ ServiceError::Forbidden(_)) => {
+                    return audit_policy_refusal(conn, &caller.ctx, Some(user_id), inv.id, e);
+                }
+                other => other?,
+            };
             Ok(Redeemed {
                 invitation: one_view(conn, inv, now)?,
                 user_id,
@@ -205,7 +267,7 @@ impl Service {
         };
         self.blocking(move |conn| {
             let now = now_ms();
-            let (user, inv) = transaction(conn, |conn| {
+            let created = transaction(conn, |conn| {
                 let user = directory::create_user(
                     conn,
                     &NewUser {
@@ -224,7 +286,13 @@ impl Service {
                 };
                 let inv = bind(conn, &audit_as, found, &user, true, now)?;
                 Ok::<_, ServiceError>((user.user_id(), inv))
-            })?;
+            });
+            let (user, inv) = match created {
+                Err(e @ ServiceError::Forbidden(_)) => {
+                    return audit_policy_refusal(conn, &ctx, None, found, e);
+                }
+                other => other?,
+            };
             Ok(Redeemed {
                 invitation: one_view(conn, inv, now)?,
                 user_id: user,

@@ -47,6 +47,73 @@ fn not_pending() -> ServiceError {
     ServiceError::Conflict("the invitation is no longer pending")
 }
 
+/// Inside the resend's transaction (group and invitation locked): a resend
+/// is a new sending, so everything `invite` checks is checked again with
+/// today's facts — the inviter's right to invite this person under both
+/// facilities' policies (`forbidden`), an active invitee (`invalid_field`)
+/// who is not a member yet and has no other pending invitation into the
+/// group (`conflict`; one whose time ran out is marked `expired` first) —
+/// and the approvals are brought up to what the policies ask today.
+fn recheck_for_resend(
+    conn: &mut DbConn,
+    caller: &CallerInfo,
+    g: &GroupRow,
+    inv: &InvitationRow,
+    now: i64,
+) -> ServiceResult<()> {
+    let group = GroupId(g.id);
+    let invitee_row = match inv.invitee_user_id {
+        Some(u) => Some(directory::user(conn, UserId(u))?),
+        None => None,
+    };
+    let invitee = match &invitee_row {
+        Some(u) => invitee_facts(conn, u)?,
+        // An unredeemed code: its kind only (the facility is known when it
+        // is redeemed, and checked then).
+        None => Invitee {
+            kind: inv.invitee_kind()?,
+            facility: None,
+        },
+    };
+    let inviter = CallerInfo {
+        user: Some(UserId(inv.invited_by)),
+        ctx: caller.ctx.clone(),
+    };
+    let gf = facts(conn, &inviter, g)?;
+    let action = Action::Invite {
+        group: gf,
+        scope: inv.scope()?,
+        invitee,
+    };
+    // `allow` also refuses a disabled inviter.
+    if allow(conn, &inviter, action).is_err() {
+        return Err(ServiceError::Forbidden(
+            "the inviter may not invite this person under the facilities' policies today",
+        ));
+    }
+    let Some(u) = invitee_row else {
+        return Ok(());
+    };
+    if u.status()? != UserStatus::Active {
+        return Err(ServiceError::Invalid("the account is disabled".into()));
+    }
+    if directory::membership(conn, group, u.user_id())?.is_some() {
+        return Err(ServiceError::Conflict("already a member"));
+    }
+    if let Some(open) = store::pending_of_user_in_group(conn, group, u.user_id())?
+        && open.id != inv.id
+    {
+        if now <= open.expires_at {
+            return Err(ServiceError::Conflict(store::ALREADY_INVITED));
+        }
+        let old = store::set_status(conn, open.id, InvitationStatus::Expired, open.expires_at)?;
+        audit(conn, caller, entry(g, &old, "invitation.expire", "ok"))?;
+    }
+    let needed = needed_approvals(conn, g, &gf, &invitee)?;
+    store::refresh_approvals(conn, inv.id, &needed)?;
+    Ok(())
+}
+
 impl Service {
     /// The invitee accepts; joins at once when no approval is outstanding.
     pub async fn accept_invitation(
@@ -115,7 +182,12 @@ impl Service {
             if verb != Verb::Resend {
                 expire_if_due(conn, &caller, &l.group, l.inv.clone(), now)?;
             }
-            let (inv, code) = transaction(conn, |conn| {
+            let done = transaction(conn, |conn| {
+                if verb == Verb::Resend {
+                    // Group first, then invitation: the order `invite` and
+                    // `bind` take them in.
+                    store::lock_group(conn, GroupId(l.group.id))?;
+                }
                 let inv = store::lock(conn, id.get())?;
                 let status = inv.status()?;
                 let mut code = None;
@@ -151,6 +223,7 @@ impl Service {
                         ) {
                             return Err(not_pending());
                         }
+                        recheck_for_resend(conn, &caller, &l.group, &inv, now)?;
                         let fresh = (inv.code_hash.is_some() && inv.invitee_user_id.is_none())
                             .then(new_code);
                         let inv = store::resend(
@@ -173,7 +246,20 @@ impl Service {
                     }
                 };
                 Ok::<_, ServiceError>((inv, code))
-            })?;
+            });
+            let (inv, code) = match done {
+                // A policy refusal rolled the transaction back; audit it now.
+                Err(e @ ServiceError::Forbidden(_)) => {
+                    return refused(
+                        conn,
+                        &caller,
+                        action_name,
+                        Some((&l.group, Some(l.inv.id))),
+                        e,
+                    );
+                }
+                other => other?,
+            };
             let mut v = one_view(conn, inv, now)?;
             v.code = code;
             Ok(v)
@@ -218,14 +304,7 @@ impl Service {
                     ServiceError::NotFound,
                 );
             };
-            let action = Action::DecideApproval {
-                role,
-                group: l.facts,
-                invitee_facility: row
-                    .facility_id
-                    .map(FacilityId)
-                    .or(l.invitee_facility(conn)?),
-            };
+            let action = decide_approval_action(&row, l.facts)?;
             if let Err(e) = allow(conn, &caller, action) {
                 return refusal(conn, &caller, action_name, &l, e);
             }

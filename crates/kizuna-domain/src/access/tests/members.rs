@@ -5,34 +5,35 @@ use super::*;
 
 /// `ManageMembers` in a patient group owned by [`OWNING`], default policy.
 ///
-/// Columns: leave, remove |
+/// Columns: leave, remove, remove the group's own patient |
 /// add own-facility staff to the team: no approvals needed, approvals needed |
 /// add other-facility staff to the team: no approvals, approvals needed |
 /// add a family member to the family timeline: no approvals, approvals needed |
-/// add the patient (family scope) | add a company account (team) |
+/// add the patient (family scope; refused: patients are linked to their
+/// record instead) | add a company account (team) |
 /// add an operator (team) |
 /// wrong scopes: own-facility staff into the family timeline, a family member
 /// into the team.
 #[rustfmt::skip]
 pub(super) const PATIENT_GROUP: Table = &[
-    //                     leave   own   other family pt co op scopes
-    ("operator",          "AA      AP    AP    AP     A  P  P  PP"),
-    ("operator in group", "AA      AP    AP    AP     A  P  P  PP"),
-    ("admin",             "NN      NN    NN    NN     N  N  N  NN"),
-    ("other admin",       "NN      NN    NN    NN     N  N  N  NN"),
-    ("owner",             "AA      AP    AP    AP     A  P  P  PP"),
-    ("moderator",         "AA      AP    AP    AP     A  P  P  PP"),
-    ("member",            "AP      PP    PP    PP     P  P  P  PP"),
-    ("staff outside",     "NN      NN    NN    NN     N  N  N  NN"),
-    ("other member",      "AP      PP    PP    PP     P  P  P  PP"),
-    ("other outside",     "NN      NN    NN    NN     N  N  N  NN"),
-    ("family",            "AP      PP    PP    PP     P  P  P  PP"),
-    ("family as all",     "AP      PP    PP    PP     P  P  P  PP"),
-    ("patient",           "AP      PP    PP    PP     P  P  P  PP"),
-    ("company member",    "AP      PP    PP    PP     P  P  P  PP"),
-    ("company moderator", "AP      PP    PP    PP     P  P  P  PP"),
-    ("company outside",   "NN      NN    NN    NN     N  N  N  NN"),
-    ("disabled",          "DD      DD    DD    DD     D  D  D  DD"),
+    //                     leave    own   other family pt co op scopes
+    ("operator",          "AAP      AP    AP    AP     P  P  P  PP"),
+    ("operator in group", "AAP      AP    AP    AP     P  P  P  PP"),
+    ("admin",             "NNN      NN    NN    NN     N  N  N  NN"),
+    ("other admin",       "NNN      NN    NN    NN     N  N  N  NN"),
+    ("owner",             "AAP      AP    AP    AP     P  P  P  PP"),
+    ("moderator",         "AAP      AP    AP    AP     P  P  P  PP"),
+    ("member",            "APP      PP    PP    PP     P  P  P  PP"),
+    ("staff outside",     "NNN      NN    NN    NN     N  N  N  NN"),
+    ("other member",      "APP      PP    PP    PP     P  P  P  PP"),
+    ("other outside",     "NNN      NN    NN    NN     N  N  N  NN"),
+    ("family",            "APP      PP    PP    PP     P  P  P  PP"),
+    ("family as all",     "APP      PP    PP    PP     P  P  P  PP"),
+    ("patient",           "APP      PP    PP    PP     P  P  P  PP"),
+    ("company member",    "APP      PP    PP    PP     P  P  P  PP"),
+    ("company moderator", "APP      PP    PP    PP     P  P  P  PP"),
+    ("company outside",   "NNN      NN    NN    NN     N  N  N  NN"),
+    ("disabled",          "DDD      DD    DD    DD     D  D  D  DD"),
 ];
 
 /// `ManageMembers` in a free group, then in a community (no approvals there).
@@ -116,6 +117,7 @@ fn managing_members_of_a_patient_group() {
     let changes = [
         MemberChange::Leave,
         MemberChange::Remove,
+        MemberChange::RemovePatient,
         add(staff_of(OWNING), Team, false),
         add(staff_of(OWNING), Team, true),
         add(staff_of(OTHER), Team, false),
