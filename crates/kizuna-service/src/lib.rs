@@ -64,6 +64,10 @@ struct Inner {
     /// store. Striped (a fixed number) to bound memory; async because they
     /// are held across the store call and the publish.
     publish_order: Vec<tokio::sync::Mutex<()>>,
+    /// This node's group committer for posts (`timeline/commit.rs`), started
+    /// by the first post. The task holds only a weak reference to this
+    /// `Inner`; dropping the service drops this sender and ends the task.
+    committer: std::sync::OnceLock<tokio::sync::mpsc::Sender<timeline::PostJob>>,
 }
 
 /// Number of publish-order stripes.
@@ -102,6 +106,7 @@ impl Service {
                 publish_order: (0..PUBLISH_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
+                committer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -148,6 +153,19 @@ impl Service {
             .await
             .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
             .map_err(|e| ServiceError::Unavailable(e.to_string()))
+    }
+
+    /// The sender to this node's post committer, started on first use
+    /// (from within the runtime: the first post).
+    pub(crate) fn committer(&self) -> tokio::sync::mpsc::Sender<timeline::PostJob> {
+        self.inner
+            .committer
+            .get_or_init(|| {
+                let (tx, rx) = tokio::sync::mpsc::channel(timeline::COMMIT_QUEUE);
+                tokio::spawn(timeline::run_committer(Arc::downgrade(&self.inner), rx));
+                tx
+            })
+            .clone()
     }
 
     /// The publish-order lock of a timeline (see `Inner::publish_order`).

@@ -101,20 +101,7 @@ where
         return Ok(Appended::Duplicate(existing));
     }
     let result = crate::db::transaction(conn, |conn| {
-        let seq = next_seq(conn, post.timeline_id)?;
-        let row: EventRow = diesel::insert_into(events::table)
-            .values((
-                events::timeline_id.eq(post.timeline_id.get()),
-                events::seq.eq(seq),
-                events::kind.eq(EventKind::Post.as_str()),
-                events::author_id.eq(post.author_id.get()),
-                events::body.eq(Some(post.body)),
-                events::client_msg_id.eq(Some(post.client_msg_id)),
-                events::created_at.eq(now_ms()),
-            ))
-            .returning(events::all_columns)
-            .get_result(conn)
-            .map_err(StoreError::from)?;
+        let row = insert_post(conn, &post)?;
         after(conn, &row).map_err(AppendFailure::After)?;
         Ok::<_, AppendFailure<E>>(row)
     });
@@ -130,6 +117,71 @@ where
         }
         Err(AppendFailure::Store(e)) => Err(e.into()),
     }
+}
+
+/// Appends several posts (any timelines, any authors) in **one**
+/// transaction — group commit: one WAL write and one `fsync` for all of
+/// them. Each post runs in its own savepoint, so one post's failure (its
+/// `after` hook failed; or a retry whose `(author, client_msg_id)` is taken,
+/// which answers `Duplicate` with the stored post) leaves the others; `seq`s
+/// on one timeline follow the order of `posts`. `after` runs on each new row
+/// inside its savepoint (the service writes the post's audit entry there).
+///
+/// There is no idempotency read before the writes: the transaction's first
+/// statement is a `seq` increment (SQLite takes its write lock at once), and
+/// a retry is recognised by the unique index on `(author, client_msg_id)`.
+///
+/// Returns one result per post, in order; `Err` only when the transaction
+/// as a whole failed (nothing is stored then).
+pub fn append_posts<E, F>(
+    conn: &mut DbConn,
+    posts: &[NewPost<'_>],
+    mut after: F,
+) -> Result<Vec<Result<Appended, E>>, E>
+where
+    E: From<StoreError>,
+    F: FnMut(&mut DbConn, usize, &EventRow) -> Result<(), E>,
+{
+    crate::db::transaction(conn, |conn| {
+        let mut out = Vec::with_capacity(posts.len());
+        for (i, post) in posts.iter().enumerate() {
+            let one = crate::db::transaction(conn, |conn| {
+                let row = insert_post(conn, post)?;
+                after(conn, i, &row).map_err(AppendFailure::After)?;
+                Ok::<_, AppendFailure<E>>(row)
+            });
+            out.push(match one {
+                Ok(row) => Ok(Appended::New(row)),
+                Err(AppendFailure::After(e)) => Err(e),
+                // The only unique constraint a fresh `seq` can hit.
+                Err(AppendFailure::Store(StoreError::Conflict(_))) => {
+                    match by_client_msg_id(conn, post.author_id, post.client_msg_id)? {
+                        Some(existing) => Ok(Appended::Duplicate(existing)),
+                        None => Err(StoreError::Conflict("client_msg_id").into()),
+                    }
+                }
+                Err(AppendFailure::Store(StoreError::NotFound)) => Err(StoreError::NotFound.into()),
+                Err(AppendFailure::Store(e)) => return Err(e.into()),
+            });
+        }
+        Ok(out)
+    })
+}
+
+fn insert_post(conn: &mut DbConn, post: &NewPost<'_>) -> Result<EventRow, StoreError> {
+    let seq = next_seq(conn, post.timeline_id)?;
+    Ok(diesel::insert_into(events::table)
+        .values((
+            events::timeline_id.eq(post.timeline_id.get()),
+            events::seq.eq(seq),
+            events::kind.eq(EventKind::Post.as_str()),
+            events::author_id.eq(post.author_id.get()),
+            events::body.eq(Some(post.body)),
+            events::client_msg_id.eq(Some(post.client_msg_id)),
+            events::created_at.eq(now_ms()),
+        ))
+        .returning(events::all_columns)
+        .get_result(conn)?)
 }
 
 /// The event at `seq` on a timeline.

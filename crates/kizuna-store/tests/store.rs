@@ -455,3 +455,73 @@ fn libpq_key_value_strings_are_refused_rather_than_becoming_sqlite_files() {
         (kizuna_store::Backend::Sqlite, "/tmp/x.db".to_owned())
     );
 }
+
+#[test]
+fn a_group_commit_stores_each_post_or_refuses_it_alone() {
+    for db in scratch_databases() {
+        let w = world(db.open());
+        let first = new_seq(post(&w, w.nurse, w.team, "n-0", "before the batch"));
+        let mut c = w.store.conn().unwrap();
+        let p = |author, timeline, key: &'static str, body: &'static str| NewPost {
+            timeline_id: timeline,
+            author_id: author,
+            client_msg_id: key,
+            body,
+        };
+        let batch = [
+            p(w.nurse, w.team, "n-1", "one"),
+            p(w.doctor, w.team, "d-1", "two"),
+            // A retry of a post stored earlier: answered with the stored one.
+            p(w.nurse, w.team, "n-0", "before the batch"),
+            // Its hook fails: this post alone is not stored.
+            p(w.doctor, w.family, "d-2", "refused by the hook"),
+            // A retry of a post earlier in the same batch.
+            p(w.nurse, w.team, "n-1", "one"),
+            p(w.doctor, w.family, "d-3", "three"),
+        ];
+        let mut hooked = Vec::new();
+        let results = events::append_posts(&mut c, &batch, |_, i, row| {
+            hooked.push((i, row.seq));
+            if i == 3 {
+                Err(kizuna_store::StoreError::Conflict("hook said no"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+        let outcome: Vec<String> = results
+            .iter()
+            .map(|r| match r {
+                Ok(Appended::New(row)) => format!("new {}", row.seq),
+                Ok(Appended::Duplicate(row)) => format!("dup {}", row.seq),
+                Err(_) => "err".into(),
+            })
+            .collect();
+        assert_eq!(
+            outcome,
+            [
+                format!("new {}", first + 1),
+                format!("new {}", first + 2),
+                format!("dup {first}"),
+                "err".into(),
+                format!("dup {}", first + 1),
+                "new 1".into(),
+            ]
+        );
+        // The refused post left no seq behind: the family timeline's first
+        // post is seq 1, and the team timeline has no gap.
+        assert_eq!(events::last_seq(&mut c, w.family).unwrap(), 1);
+        assert_eq!(events::last_seq(&mut c, w.team).unwrap(), first + 2);
+        let seqs: Vec<i64> = events::events_after(&mut c, w.team, 0, 100)
+            .unwrap()
+            .iter()
+            .map(|(e, _)| e.seq)
+            .collect();
+        assert_eq!(seqs, (1..=first + 2).collect::<Vec<_>>());
+        assert_eq!(
+            hooked.len(),
+            4,
+            "the hook runs for new rows only: {hooked:?}"
+        );
+    }
+}

@@ -6,9 +6,11 @@
 //! committed before anything is published: the caller's `ok` and other
 //! clients' `event` frames both come after the commit.
 
+mod commit;
 mod read;
 mod write;
 
+pub(crate) use commit::{PostJob, QUEUE as COMMIT_QUEUE, run as run_committer};
 pub use read::CatchUp;
 pub use write::Stored;
 

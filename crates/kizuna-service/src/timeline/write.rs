@@ -9,7 +9,7 @@ use kizuna_domain::access::TimelineOp;
 use kizuna_domain::protocol::{Acknowledgement, Event, ServerFrame, cmd};
 use kizuna_domain::{Seq, TimelineId, UserId};
 use kizuna_realtime::BusMessage;
-use kizuna_store::events::{self, Appended, NewPost};
+use kizuna_store::events;
 use kizuna_store::models::{AuthorRow, EventRow};
 use kizuna_store::transaction;
 
@@ -34,53 +34,19 @@ fn author_row(u: &kizuna_store::models::UserRow) -> AuthorRow {
 
 impl Service {
     /// Posts a message. A retry with the same `client_msg_id` returns the stored
-    /// event (`duplicate: true`) and publishes nothing.
+    /// event (`duplicate: true`) and publishes nothing. The post is stored by
+    /// this node's group committer (see `commit.rs`) together with whatever
+    /// other posts are waiting; it is answered after its batch committed and
+    /// its event was published.
     pub async fn post(&self, p: &Principal, c: cmd::Post) -> ServiceResult<Stored> {
-        // Held until the event is published (see `Service::publish_lock`).
-        let _order = self.publish_lock(c.timeline_id).lock().await;
         let principal = p.clone();
-        let (row, author, duplicate, anonymous) = self
-            .blocking(move |conn| {
-                let auth = authorize(conn, &principal, c.timeline_id, TimelineOp::Post, None)?;
-                let anonymous = auth.is_anonymous()?;
-                // The post and its audit entry commit together (a retry that
-                // matched an earlier post wrote nothing and is not audited).
-                let appended = events::append_post_and(
-                    conn,
-                    NewPost {
-                        timeline_id: c.timeline_id,
-                        author_id: principal.user_id,
-                        client_msg_id: &c.client_msg_id,
-                        body: c.body.expose(),
-                    },
-                    |conn, row| {
-                        let write = TimelineWrite::Post;
-                        audit::timeline_write(conn, &principal, &auth, write, row.seq)
-                    },
-                )?;
-                let author = author_row(&auth.user);
-                match appended {
-                    Appended::New(row) => Ok((row, author, false, anonymous)),
-                    Appended::Duplicate(row) => {
-                        // A retry carries the same content. (Once the post was
-                        // edited or deleted its body no longer matches, and the
-                        // retry is still the same post.)
-                        let changed_since = row.edited_at.is_some() || row.deleted_at.is_some();
-                        let same_body = row.body.as_deref() == Some(c.body.expose());
-                        if row.timeline_id != c.timeline_id.get()
-                            || row.kind != "post"
-                            || (!changed_since && !same_body)
-                        {
-                            return Err(ServiceError::Conflict(
-                                "client_msg_id was used for different content",
-                            ));
-                        }
-                        Ok((row, author, true, anonymous))
-                    }
-                }
-            })
+        let timeline = c.timeline_id;
+        let auth = self
+            .blocking(move |conn| authorize(conn, &principal, timeline, TimelineOp::Post, None))
             .await?;
-        let count = if duplicate {
+        let committed = self.commit_post(p.clone(), auth, c).await?;
+        let (row, author) = (&committed.row, &committed.author);
+        let count = if committed.duplicate {
             let (tl, seq) = (TimelineId(row.timeline_id), row.seq);
             self.blocking(move |conn| {
                 Ok(events::ack_counts(conn, tl, &[seq])?
@@ -92,11 +58,14 @@ impl Service {
         } else {
             0
         };
-        let event = present(row.to_event(&author, count, Some(p.user_id))?, anonymous);
-        if !duplicate {
-            self.publish_event(&row, &author, anonymous).await;
-        }
-        Ok(Stored { event, duplicate })
+        let event = present(
+            row.to_event(author, count, Some(p.user_id))?,
+            committed.anonymous,
+        );
+        Ok(Stored {
+            event,
+            duplicate: committed.duplicate,
+        })
     }
 
     /// Edits one's own post; appends an `edit` event.
@@ -221,7 +190,7 @@ impl Service {
     /// already committed; a publish failure loses no data (clients catch up).
     /// `anonymous` (consultation timelines): the one frame every subscriber
     /// gets withholds the author.
-    async fn publish_event(&self, row: &EventRow, author: &AuthorRow, anonymous: bool) {
+    pub(super) async fn publish_event(&self, row: &EventRow, author: &AuthorRow, anonymous: bool) {
         let event = match row.to_event(author, 0, None) {
             Ok(e) => present(e, anonymous),
             Err(e) => {
