@@ -6,6 +6,7 @@
 //! Every authenticated request re-reads the session and the user, so logout,
 //! session revocation and account deactivation act at once.
 
+mod jwt_crypto;
 pub mod password;
 pub mod tokens;
 

@@ -189,6 +189,7 @@ impl TokenKeys {
         previous: Option<&str>,
         settings: TokenSettings,
     ) -> Result<TokenKeys, String> {
+        super::jwt_crypto::install();
         let (kid, encoding, decoding) = key_pair(current)?;
         let mut map = HashMap::new();
         map.insert(kid.clone(), decoding);
