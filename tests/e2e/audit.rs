@@ -32,38 +32,10 @@ struct Scene {
 
 async fn scene(db: &kizuna_store::testing::ScratchDb) -> Scene {
     let w = World::new(db).await;
-    let op = Some(w.operator.access_token.as_str());
-    let (_, facilities) = w.client.get("/v1/admin/facilities", op).await.unwrap();
-    let f2 = facilities["facilities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == "Momiji Pharmacy")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    for (login, facility) in [("admin1", w.facility), ("admin2", f2)] {
-        w.client
-            .post(
-                "/v1/admin/users",
-                op,
-                &json!({"login": login, "display_name": login, "kind": "staff",
-                        "profession": "care_manager", "facility_id": facility,
-                        "facility_role": "admin", "password": PASSWORD}),
-            )
-            .await
-            .unwrap();
-    }
-    let admin1 = w.client.login("admin1", PASSWORD).await.unwrap();
-    let admin2 = w.client.login("admin2", PASSWORD).await.unwrap();
-    let (_, g) = w
-        .client
-        .get(
-            &format!("/v1/admin/groups/{}", w.group.get()),
-            Some(&w.nurse.access_token),
-        )
-        .await
-        .unwrap();
+    let f2 = w.pharmacy;
+    let admin1 = w.facility_admin("admin1", w.facility).await;
+    let admin2 = w.facility_admin("admin2", f2).await;
+    let g = w.patient_group().await;
     let patient = g["patient_id"].as_i64().unwrap();
 
     // f1's nurse posts, edits and deletes on the patient's team timeline.

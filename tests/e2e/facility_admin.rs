@@ -2,36 +2,10 @@
 //! deactivation — and nothing for anyone else's (SECURITY-NOTES 17, 21–24).
 
 use crate::support::*;
-use kizuna_client::Tokens;
 use kizuna_domain::TimelineId;
 use kizuna_domain::protocol::{ErrorCode, close_code};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-/// Creates (as the operator) an admin for `facility` and logs them in.
-async fn facility_admin(w: &World, login: &str, facility: i64) -> Tokens {
-    let op = Some(w.operator.access_token.as_str());
-    w.client
-        .post(
-            "/v1/admin/users",
-            op,
-            &json!({"login": login, "display_name": login, "kind": "staff", "facility_id": facility,
-                    "facility_role": "admin", "profession": "clerk", "password": PASSWORD}),
-        )
-        .await
-        .expect("create facility admin");
-    w.client.login(login, PASSWORD).await.expect("admin login")
-}
-
-/// The pharmacy's id (the second facility of the world).
-async fn pharmacy(w: &World) -> i64 {
-    let (_, me) = w
-        .client
-        .get("/v1/me", Some(&w.pharmacist.access_token))
-        .await
-        .unwrap();
-    me["facility_id"].as_i64().unwrap()
-}
 
 async fn code_of(
     fut: impl std::future::Future<Output = kizuna_client::Result<(u16, Value)>>,
@@ -43,7 +17,7 @@ async fn code_of(
 async fn a_facility_admin_sets_every_policy_rule_of_their_own_facility_only() {
     for db in backends() {
         let w = World::new(&db).await;
-        let admin = facility_admin(&w, "sakura-admin", w.facility).await;
+        let admin = w.facility_admin("sakura-admin", w.facility).await;
         let t = Some(admin.access_token.as_str());
         let f1 = format!("/v1/admin/facilities/{}", w.facility);
         let (_, f) = w.client.get(&f1, t).await.unwrap();
@@ -104,7 +78,7 @@ async fn a_facility_admin_sets_every_policy_rule_of_their_own_facility_only() {
         assert_eq!(f["outside_invitations"], "never");
 
         // Another facility: exactly like a facility that does not exist.
-        let f2 = format!("/v1/admin/facilities/{}", pharmacy(&w).await);
+        let f2 = format!("/v1/admin/facilities/{}", w.pharmacy);
         for path in [f2.as_str(), "/v1/admin/facilities/999999"] {
             assert_eq!(
                 code_of(w.client.get(path, t)).await,
@@ -142,7 +116,7 @@ async fn a_facility_admin_sets_every_policy_rule_of_their_own_facility_only() {
 async fn admins_only_may_register_patients_when_the_policy_says_so() {
     for db in backends() {
         let w = World::new(&db).await;
-        let admin = facility_admin(&w, "sakura-admin", w.facility).await;
+        let admin = w.facility_admin("sakura-admin", w.facility).await;
         let t = Some(admin.access_token.as_str());
         let nurse = Some(w.nurse.access_token.as_str());
         let patient = json!({"facility_id": w.facility, "name": "Suzuki Hanako"});
@@ -186,7 +160,7 @@ async fn admins_only_may_register_patients_when_the_policy_says_so() {
 async fn switching_the_family_timeline_off_hides_it_from_everyone_until_switched_on() {
     for db in backends() {
         let w = World::new(&db).await;
-        let admin = facility_admin(&w, "sakura-admin", w.facility).await;
+        let admin = w.facility_admin("sakura-admin", w.facility).await;
         let t = Some(admin.access_token.as_str());
         let f1 = format!("/v1/admin/facilities/{}", w.facility);
         let mut family = w.ws(&w.family).await;
@@ -250,7 +224,7 @@ async fn switching_the_family_timeline_off_hides_it_from_everyone_until_switched
 async fn a_facility_admin_manages_roles_and_professions_of_their_own_staff() {
     for db in backends() {
         let w = World::new(&db).await;
-        let admin = facility_admin(&w, "sakura-admin", w.facility).await;
+        let admin = w.facility_admin("sakura-admin", w.facility).await;
         let t = Some(admin.access_token.as_str());
         let (_, list) = w
             .client
@@ -345,7 +319,7 @@ async fn a_facility_admin_manages_roles_and_professions_of_their_own_staff() {
         }
         // The pharmacy's admin sees the pharmacist's groups, but not the name
         // of the patient another facility cares for.
-        let pharmacy_admin = facility_admin(&w, "momiji-admin", pharmacy(&w).await).await;
+        let pharmacy_admin = w.facility_admin("momiji-admin", w.pharmacy).await;
         let (_, groups) = w
             .client
             .get(
@@ -365,7 +339,7 @@ async fn a_facility_admin_manages_roles_and_professions_of_their_own_staff() {
 async fn deactivating_a_staff_member_revokes_certificates_ends_sessions_and_memberships() {
     for db in backends() {
         let w = World::new(&db).await;
-        let admin = facility_admin(&w, "sakura-admin", w.facility).await;
+        let admin = w.facility_admin("sakura-admin", w.facility).await;
         let t = Some(admin.access_token.as_str());
         let doctor = uid(&w.doctor).get();
         // Two devices.
@@ -424,14 +398,7 @@ async fn deactivating_a_staff_member_revokes_certificates_ends_sessions_and_memb
             Some(ErrorCode::AccountDisabled)
         );
         // No longer a member; what they wrote stays, attributed.
-        let (_, g) = w
-            .client
-            .get(
-                &format!("/v1/admin/groups/{}", w.group.get()),
-                Some(&w.nurse.access_token),
-            )
-            .await
-            .unwrap();
+        let g = w.patient_group().await;
         assert!(
             g["members"]
                 .as_array()
@@ -463,7 +430,7 @@ async fn deactivating_a_staff_member_revokes_certificates_ends_sessions_and_memb
 async fn ids_of_other_facilities_answer_exactly_like_ids_that_do_not_exist() {
     for db in backends() {
         let w = World::new(&db).await;
-        let pharmacy_admin = facility_admin(&w, "momiji-admin", pharmacy(&w).await).await;
+        let pharmacy_admin = w.facility_admin("momiji-admin", w.pharmacy).await;
         let outsider = Some(w.outsider.access_token.as_str());
         let t = Some(pharmacy_admin.access_token.as_str());
         let real = w.group.get();
@@ -569,16 +536,9 @@ async fn ids_of_other_facilities_answer_exactly_like_ids_that_do_not_exist() {
 async fn a_linked_patient_account_joins_the_family_timeline_and_approves_invitations() {
     for db in backends() {
         let w = World::new(&db).await;
-        let admin = facility_admin(&w, "sakura-admin", w.facility).await;
+        let admin = w.facility_admin("sakura-admin", w.facility).await;
         let t = Some(admin.access_token.as_str());
-        let (_, g) = w
-            .client
-            .get(
-                &format!("/v1/admin/groups/{}", w.group.get()),
-                Some(&w.nurse.access_token),
-            )
-            .await
-            .unwrap();
+        let g = w.patient_group().await;
         let patient = g["patient_id"].as_i64().unwrap();
         let (_, account) = w
             .client
@@ -593,7 +553,7 @@ async fn a_linked_patient_account_joins_the_family_timeline_and_approves_invitat
         let link = format!("/v1/admin/patients/{patient}/account");
         let body = json!({"user_id": account["id"]});
         // Only the patient's facility's admins (others: as if no such patient).
-        let pharmacy_admin = facility_admin(&w, "momiji-admin", pharmacy(&w).await).await;
+        let pharmacy_admin = w.facility_admin("momiji-admin", w.pharmacy).await;
         for (token, code) in [
             (
                 Some(pharmacy_admin.access_token.as_str()),
@@ -669,7 +629,7 @@ async fn a_linked_patient_account_joins_the_family_timeline_and_approves_invitat
 async fn nothing_pending_brings_a_deactivated_account_back_and_tightened_policies_hold() {
     for db in backends() {
         let w = World::new(&db).await;
-        let sakura = facility_admin(&w, "sakura-admin", w.facility).await;
+        let sakura = w.facility_admin("sakura-admin", w.facility).await;
         let f1 = format!("/v1/admin/facilities/{}", w.facility);
         w.client
             .patch(
@@ -679,8 +639,8 @@ async fn nothing_pending_brings_a_deactivated_account_back_and_tightened_policie
             )
             .await
             .unwrap();
-        let pharmacy_id = pharmacy(&w).await;
-        let momiji = facility_admin(&w, "momiji-admin", pharmacy_id).await;
+        let pharmacy_id = w.pharmacy;
+        let momiji = w.facility_admin("momiji-admin", pharmacy_id).await;
         let invite = |who: i64| {
             let w = &w;
             async move {
@@ -791,14 +751,7 @@ async fn nothing_pending_brings_a_deactivated_account_back_and_tightened_policie
             .unwrap();
         let done = approve(id).await;
         assert_eq!(done["status"], "cancelled", "{done}");
-        let (_, g) = w
-            .client
-            .get(
-                &format!("/v1/admin/groups/{}", w.group.get()),
-                Some(&w.nurse.access_token),
-            )
-            .await
-            .unwrap();
+        let g = w.patient_group().await;
         assert!(
             g["members"]
                 .as_array()
@@ -813,15 +766,8 @@ async fn nothing_pending_brings_a_deactivated_account_back_and_tightened_policie
 async fn nobody_removes_the_patient_from_their_own_group_but_the_patient() {
     for db in backends() {
         let w = World::new(&db).await;
-        let admin = facility_admin(&w, "sakura-admin", w.facility).await;
-        let (_, g) = w
-            .client
-            .get(
-                &format!("/v1/admin/groups/{}", w.group.get()),
-                Some(&w.nurse.access_token),
-            )
-            .await
-            .unwrap();
+        let admin = w.facility_admin("sakura-admin", w.facility).await;
+        let g = w.patient_group().await;
         let (_, account) = w
             .client
             .post(

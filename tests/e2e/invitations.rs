@@ -16,27 +16,10 @@ struct Admins {
 }
 
 async fn admins(w: &World) -> Admins {
-    let (_, me) = w
-        .client
-        .get("/v1/me", Some(&w.outsider.access_token))
-        .await
-        .unwrap();
-    let f2 = me["facility_id"].as_i64().unwrap();
-    for (login, facility) in [("admin1", w.facility), ("admin2", f2)] {
-        w.client
-            .post(
-                "/v1/admin/users",
-                Some(&w.operator.access_token),
-                &json!({"login": login, "display_name": login, "kind": "staff",
-                        "facility_id": facility, "facility_role": "admin", "password": PASSWORD}),
-            )
-            .await
-            .unwrap();
-    }
     Admins {
-        f2,
-        admin1: w.client.login("admin1", PASSWORD).await.unwrap(),
-        admin2: w.client.login("admin2", PASSWORD).await.unwrap(),
+        f2: w.pharmacy,
+        admin1: w.facility_admin("admin1", w.facility).await,
+        admin2: w.facility_admin("admin2", w.pharmacy).await,
     }
 }
 
@@ -127,14 +110,7 @@ async fn subscribe(w: &World, who: &Tokens, timeline: TimelineId) -> Option<Erro
 }
 
 async fn is_member(w: &World, user: UserId) -> bool {
-    let (_, g) = w
-        .client
-        .get(
-            &format!("/v1/admin/groups/{}", w.group.get()),
-            Some(&w.nurse.access_token),
-        )
-        .await
-        .unwrap();
+    let g = w.patient_group().await;
     g["members"]
         .as_array()
         .unwrap()
@@ -404,14 +380,7 @@ async fn the_patient_approves_once_they_have_joined_the_family_timeline() {
         let patient_user = UserId(patient["id"].as_i64().unwrap());
         // The operator links the patient's own account to their record: it
         // joins the family timeline of their group.
-        let (_, g) = w
-            .client
-            .get(
-                &format!("/v1/admin/groups/{}", w.group.get()),
-                Some(&w.nurse.access_token),
-            )
-            .await
-            .unwrap();
+        let g = w.patient_group().await;
         let patient_id = PatientId(g["patient_id"].as_i64().unwrap());
         w.client
             .post(

@@ -219,7 +219,10 @@ pub struct World {
     pub family_tl: TimelineId,
     pub free_main: TimelineId,
     pub community_main: TimelineId,
+    /// The nursing station (owns the patient group).
     pub facility: i64,
+    /// The pharmacy (the pharmacist's and the outsider's facility).
+    pub pharmacy: i64,
 }
 
 fn id(v: &Value, key: &str) -> i64 {
@@ -368,9 +371,40 @@ impl World {
             community_main: timeline(&community, "main"),
             group,
             facility: f1,
+            pharmacy: f2,
             client,
             server,
         }
+    }
+
+    /// Creates (as the operator) an admin of `facility` and logs them in.
+    pub async fn facility_admin(&self, login: &str, facility: i64) -> Tokens {
+        self.client
+            .post(
+                "/v1/admin/users",
+                Some(&self.operator.access_token),
+                &json!({"login": login, "display_name": login, "kind": "staff",
+                        "facility_id": facility, "facility_role": "admin",
+                        "profession": "clerk", "password": PASSWORD}),
+            )
+            .await
+            .expect("create facility admin");
+        self.client
+            .login(login, PASSWORD)
+            .await
+            .expect("facility admin login")
+    }
+
+    /// The patient group as its owner (the nurse) sees it, with members.
+    pub async fn patient_group(&self) -> Value {
+        self.client
+            .get(
+                &format!("/v1/admin/groups/{}", self.group.get()),
+                Some(&self.nurse.access_token),
+            )
+            .await
+            .expect("patient group")
+            .1
     }
 
     pub async fn ws(&self, who: &Tokens) -> kizuna_client::WsConnection {

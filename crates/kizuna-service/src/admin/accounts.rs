@@ -133,26 +133,9 @@ impl Service {
                         ServiceError::Forbidden("you may not administer accounts"),
                     );
                 }
-                let target = match directory::user(conn, user) {
-                    Ok(t) => t,
-                    Err(kizuna_store::StoreError::NotFound) => {
-                        return denied(conn, &caller, "admin.set_user_status", ServiceError::NotFound);
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let op = AdminOp::SetUserStatus {
-                    facility: target.facility_id.map(FacilityId),
-                    kind: target.kind()?,
-                };
-                if let Err(e) = allow(conn, &caller, Action::Admin(op)) {
-                    // Another facility's accounts do not exist for this caller.
-                    let e = if other_facility(conn, &caller, target.facility_id)? {
-                        ServiceError::NotFound
-                    } else {
-                        e
-                    };
-                    return denied(conn, &caller, "admin.set_user_status", e);
-                }
+                let target = target_account(conn, &caller, user, "admin.set_user_status", |facility, kind| {
+                    AdminOp::SetUserStatus { facility, kind }
+                })?;
                 transaction(conn, |conn| {
                     directory::set_user_status(conn, user, status)?;
                     let mut revoked = Vec::new();
@@ -229,25 +212,10 @@ impl Service {
     ) -> ServiceResult<UserView> {
         let caller = CallerInfo::from(caller);
         self.blocking(move |conn| {
-            let target = match directory::user(conn, user) {
-                Ok(t) => t,
-                Err(kizuna_store::StoreError::NotFound) => {
-                    return denied(conn, &caller, "admin.edit_user", ServiceError::NotFound);
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let op = AdminOp::EditUser {
-                facility: target.facility_id.map(FacilityId),
-                kind: target.kind()?,
-            };
-            if let Err(e) = allow(conn, &caller, Action::Admin(op)) {
-                let e = if other_facility(conn, &caller, target.facility_id)? {
-                    ServiceError::NotFound
-                } else {
-                    e
-                };
-                return denied(conn, &caller, "admin.edit_user", e);
-            }
+            let target =
+                target_account(conn, &caller, user, "admin.edit_user", |facility, kind| {
+                    AdminOp::EditUser { facility, kind }
+                })?;
             if target.kind()? != UserKind::Staff
                 && (change.facility_role.is_some() || change.profession.is_some())
             {
@@ -386,4 +354,30 @@ pub struct UserChange {
     pub profession: Option<Profession>,
     /// Display name.
     pub display_name: Option<Name>,
+}
+
+/// Loads the account an administrative action targets and asks the access
+/// function. A missing account and another facility's answer alike
+/// (`not_found`, audited as `denied`); the caller's own facility's accounts
+/// get the access function's answer.
+fn target_account(
+    conn: &mut DbConn,
+    caller: &CallerInfo,
+    user: UserId,
+    action: &'static str,
+    op: impl Fn(Option<FacilityId>, UserKind) -> AdminOp,
+) -> ServiceResult<UserRow> {
+    let target = match directory::user(conn, user) {
+        Ok(t) => t,
+        Err(kizuna_store::StoreError::NotFound) => {
+            return denied(conn, caller, action, ServiceError::NotFound);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let op = op(target.facility_id.map(FacilityId), target.kind()?);
+    if let Err(e) = allow(conn, caller, Action::Admin(op)) {
+        let e = facility_refusal(conn, caller, target.facility_id, e)?;
+        return denied(conn, caller, action, e);
+    }
+    Ok(target)
 }

@@ -15,6 +15,7 @@
 //! across their own commit and publish.
 
 use super::Authorized;
+use super::write::author_row;
 use crate::audit::{self, TimelineWrite};
 use crate::auth::Principal;
 use crate::error::{ServiceError, ServiceResult};
@@ -62,16 +63,6 @@ pub(crate) async fn run(service: Weak<Inner>, mut jobs: mpsc::Receiver<PostJob>)
             break;
         };
         Service { inner }.commit_batch(batch).await;
-    }
-}
-
-fn author_row(u: &kizuna_store::models::UserRow) -> AuthorRow {
-    AuthorRow {
-        id: u.id,
-        display_name: u.display_name.clone(),
-        kind: u.kind.clone(),
-        profession: u.profession.clone(),
-        facility_id: u.facility_id,
     }
 }
 

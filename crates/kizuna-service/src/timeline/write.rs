@@ -22,7 +22,8 @@ pub struct Stored {
     pub duplicate: bool,
 }
 
-fn author_row(u: &kizuna_store::models::UserRow) -> AuthorRow {
+/// How an event names its author, from the author's row.
+pub(super) fn author_row(u: &kizuna_store::models::UserRow) -> AuthorRow {
     AuthorRow {
         id: u.id,
         display_name: u.display_name.clone(),
