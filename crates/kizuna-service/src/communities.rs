@@ -71,6 +71,17 @@ fn view(row: &ApplicationRow) -> ServiceResult<ApplicationView> {
     })
 }
 
+/// The audit entry of a change to an application (ids only).
+fn application_entry(action: &'static str, group: GroupId, row: &ApplicationRow) -> AuditEntry {
+    AuditEntry {
+        action,
+        outcome: "ok",
+        group_id: Some(group.get()),
+        detail: Some(format!("application={}", row.id)),
+        ..Default::default()
+    }
+}
+
 fn stored_name(name: &str) -> ServiceResult<Name> {
     Name::parse(name.to_owned())
         .map_err(|_| ServiceError::Internal("stored group name invalid".into()))
@@ -189,17 +200,7 @@ impl Service {
             }
             let row = transaction(conn, |conn| {
                 let row = communities::apply(conn, group, applicant)?;
-                audit(
-                    conn,
-                    &caller,
-                    AuditEntry {
-                        action: ACTION,
-                        outcome: "ok",
-                        group_id: Some(group.get()),
-                        detail: Some(format!("application={}", row.id)),
-                        ..Default::default()
-                    },
-                )?;
+                audit(conn, &caller, application_entry(ACTION, group, &row))?;
                 Ok::<_, ServiceError>(row)
             })?;
             Ok(ApplicationView {
@@ -267,12 +268,8 @@ impl Service {
                     conn,
                     &caller,
                     AuditEntry {
-                        action,
-                        outcome: "ok",
-                        group_id: Some(group.get()),
                         subject_user_id: Some(pending.user_id),
-                        detail: Some(format!("application={}", row.id)),
-                        ..Default::default()
+                        ..application_entry(action, group, &row)
                     },
                 )?;
                 Ok::<_, ServiceError>(row)
@@ -308,17 +305,7 @@ impl Service {
             }
             let row = transaction(conn, |conn| {
                 let row = communities::withdraw(conn, id)?;
-                audit(
-                    conn,
-                    &caller,
-                    AuditEntry {
-                        action: ACTION,
-                        outcome: "ok",
-                        group_id: Some(group.get()),
-                        detail: Some(format!("application={}", row.id)),
-                        ..Default::default()
-                    },
-                )?;
+                audit(conn, &caller, application_entry(ACTION, group, &row))?;
                 Ok::<_, ServiceError>(row)
             })?;
             view(&row)

@@ -178,22 +178,6 @@ pub fn next_crl_number(conn: &mut DbConn, issuer: &str) -> Result<u64, StoreErro
     })
 }
 
-/// Sets whether a facility's staff need a client certificate.
-pub fn set_require_client_cert(
-    conn: &mut DbConn,
-    facility: FacilityId,
-    required: bool,
-) -> Result<(), StoreError> {
-    let n = diesel::update(facilities::table.find(facility.get()))
-        .set(facilities::require_client_cert.eq(required))
-        .execute(conn)?;
-    if n == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
-}
-
 /// Marks a facility's CA revoked (idempotent); returns whether it changed.
 pub fn revoke_facility_ca(conn: &mut DbConn, facility: FacilityId) -> Result<bool, StoreError> {
     let n = diesel::update(

@@ -462,22 +462,6 @@ pub fn patient(conn: &mut DbConn, id: PatientId) -> Result<PatientRow, StoreErro
     Ok(patients::table.find(id.get()).get_result(conn)?)
 }
 
-/// Links a patient's own account to their patient record.
-pub fn link_patient_account(
-    conn: &mut DbConn,
-    patient: PatientId,
-    user: UserId,
-) -> Result<(), StoreError> {
-    let n = diesel::update(patients::table.find(patient.get()))
-        .set(patients::user_id.eq(Some(user.get())))
-        .execute(conn)?;
-    if n == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
-}
-
 /// Stores a facility's whole policy.
 pub fn set_facility_policy(
     conn: &mut DbConn,
@@ -610,7 +594,7 @@ pub fn patient_group(conn: &mut DbConn, patient: PatientId) -> Result<GroupRow, 
 
 /// Links a patient's own account to their record if it has none yet;
 /// returns whether it did (one statement, so two links cannot both win).
-pub fn link_patient_account_if_unlinked(
+pub fn link_patient_account(
     conn: &mut DbConn,
     patient: PatientId,
     user: UserId,

@@ -69,10 +69,12 @@ fn next_seq(conn: &mut DbConn, timeline: TimelineId) -> Result<i64, StoreError> 
 /// Appends a post. A retry with the same `(author, client_msg_id)` returns the
 /// stored event instead of a second one (also when two retries race).
 pub fn append_post(conn: &mut DbConn, post: NewPost<'_>) -> Result<Appended, StoreError> {
-    append_post_and(conn, post, |_, _| Ok::<(), StoreError>(()))
+    append_posts(conn, &[post], |_, _, _| Ok::<(), StoreError>(()))?
+        .pop()
+        .unwrap_or(Err(StoreError::NotFound))
 }
 
-/// Why [`append_post_and`]'s transaction ended.
+/// Why one post's savepoint in [`append_posts`] ended.
 enum AppendFailure<E> {
     Store(StoreError),
     After(E),
@@ -81,41 +83,6 @@ enum AppendFailure<E> {
 impl<E> From<StoreError> for AppendFailure<E> {
     fn from(e: StoreError) -> Self {
         AppendFailure::Store(e)
-    }
-}
-
-/// Appends a post and runs `after` on the new row in the same transaction
-/// (the service writes the post's audit entry there): both commit, or
-/// neither. `after` does not run for a retry that matched a stored post.
-///
-/// The idempotency check reads before the transaction starts, so that the
-/// transaction's first statement is the `seq` increment: on SQLite a
-/// transaction that reads first and writes second can fail at once with
-/// SQLITE_BUSY under concurrent writers instead of waiting for the lock.
-pub fn append_post_and<E, F>(conn: &mut DbConn, post: NewPost<'_>, after: F) -> Result<Appended, E>
-where
-    E: From<StoreError>,
-    F: FnOnce(&mut DbConn, &EventRow) -> Result<(), E>,
-{
-    if let Some(existing) = by_client_msg_id(conn, post.author_id, post.client_msg_id)? {
-        return Ok(Appended::Duplicate(existing));
-    }
-    let result = crate::db::transaction(conn, |conn| {
-        let row = insert_post(conn, &post)?;
-        after(conn, &row).map_err(AppendFailure::After)?;
-        Ok::<_, AppendFailure<E>>(row)
-    });
-    match result {
-        Ok(row) => Ok(Appended::New(row)),
-        Err(AppendFailure::After(e)) => Err(e),
-        // The only unique constraint an insert of a fresh `seq` can hit.
-        Err(AppendFailure::Store(StoreError::Conflict(_))) => {
-            // Another request with the same key committed first.
-            Ok(by_client_msg_id(conn, post.author_id, post.client_msg_id)?
-                .map(Appended::Duplicate)
-                .ok_or(StoreError::Conflict("client_msg_id"))?)
-        }
-        Err(AppendFailure::Store(e)) => Err(e.into()),
     }
 }
 

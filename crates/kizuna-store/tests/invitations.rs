@@ -43,7 +43,7 @@ fn world(c: &mut DbConn) -> World {
     let patient = user(c, "patient", UserKind::Patient, Some(f1));
     let g = directory::create_patient_group(c, f1, "Patient A", nurse, Some(nurse)).unwrap();
     let pid = PatientId(g.patient.as_ref().unwrap().id);
-    directory::link_patient_account(c, pid, patient).unwrap();
+    assert!(directory::link_patient_account(c, pid, patient).unwrap());
     World {
         f1,
         f2,

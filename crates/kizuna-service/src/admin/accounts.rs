@@ -269,14 +269,13 @@ impl Service {
     ) -> ServiceResult<Vec<UserView>> {
         let caller = CallerInfo::from(caller);
         self.blocking(move |conn| {
-            if let Err(e) = allow(
+            allow_in_facility(
                 conn,
                 &caller,
-                Action::Admin(AdminOp::ViewFacility { facility }),
-            ) {
-                let e = facility_refusal(conn, &caller, Some(facility.get()), e)?;
-                return denied(conn, &caller, "admin.view_facility", e);
-            }
+                Some(facility.get()),
+                AdminOp::ViewFacility { facility },
+                "admin.view_facility",
+            )?;
             directory::users_of_facility(conn, facility)?
                 .iter()
                 .map(user_view)
@@ -375,9 +374,6 @@ fn target_account(
         Err(e) => return Err(e.into()),
     };
     let op = op(target.facility_id.map(FacilityId), target.kind()?);
-    if let Err(e) = allow(conn, caller, Action::Admin(op)) {
-        let e = facility_refusal(conn, caller, target.facility_id, e)?;
-        return denied(conn, caller, action, e);
-    }
+    allow_in_facility(conn, caller, target.facility_id, op, action)?;
     Ok(target)
 }

@@ -111,14 +111,13 @@ impl Service {
     ) -> ServiceResult<FacilityView> {
         let caller = CallerInfo::from(caller);
         self.blocking(move |conn| {
-            if let Err(e) = allow(
+            allow_in_facility(
                 conn,
                 &caller,
-                Action::Admin(AdminOp::ViewFacility { facility }),
-            ) {
-                let e = facility_refusal(conn, &caller, Some(facility.get()), e)?;
-                return denied(conn, &caller, "admin.view_facility", e);
-            }
+                Some(facility.get()),
+                AdminOp::ViewFacility { facility },
+                "admin.view_facility",
+            )?;
             facility_view(&directory::facility(conn, facility)?)
         })
         .await
@@ -139,14 +138,13 @@ impl Service {
         let caller = CallerInfo::from(caller);
         let (view, ended, family_closed) = self
             .blocking(move |conn| {
-                if let Err(e) = allow(
+                allow_in_facility(
                     conn,
                     &caller,
-                    Action::Admin(AdminOp::EditFacilityPolicy { facility }),
-                ) {
-                    let e = facility_refusal(conn, &caller, Some(facility.get()), e)?;
-                    return denied(conn, &caller, "admin.set_facility_policy", e);
-                }
+                    Some(facility.get()),
+                    AdminOp::EditFacilityPolicy { facility },
+                    "admin.set_facility_policy",
+                )?;
                 transaction(conn, |conn| {
                     // Write first: two admins changing different rules at
                     // once serialize instead of one losing the other's change.

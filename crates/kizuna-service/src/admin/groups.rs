@@ -388,10 +388,13 @@ impl Service {
             };
             let facility = FacilityId(record.facility_id);
             let op = AdminOp::LinkPatientAccount { facility };
-            if let Err(e) = allow(conn, &caller, Action::Admin(op)) {
-                let e = facility_refusal(conn, &caller, Some(facility.get()), e)?;
-                return denied(conn, &caller, "admin.link_patient_account", e);
-            }
+            allow_in_facility(
+                conn,
+                &caller,
+                Some(facility.get()),
+                op,
+                "admin.link_patient_account",
+            )?;
             let account =
                 directory::user(conn, user).map_err(|_| invalid("user_id names no user"))?;
             if account.kind()? != UserKind::Patient || account.facility_id != Some(facility.get()) {
@@ -412,7 +415,7 @@ impl Service {
                 // First statement a write (SQLite takes its lock at once);
                 // only links a record that has no account yet, so two
                 // concurrent links cannot both succeed.
-                if !directory::link_patient_account_if_unlinked(conn, patient, user)? {
+                if !directory::link_patient_account(conn, patient, user)? {
                     return Err(ServiceError::Conflict("the patient already has an account"));
                 }
                 if family_on && directory::membership(conn, GroupId(group.id), user)?.is_none() {

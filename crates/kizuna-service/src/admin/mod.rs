@@ -165,18 +165,27 @@ pub(crate) fn other_facility(
     })
 }
 
-/// The refusal for a facility-scoped admin action: the access function's
-/// answer (`forbidden`) to someone of that facility, who knows it exists;
-/// `not_found` to anyone else, exactly as for an id that does not exist.
-pub(crate) fn facility_refusal(
+/// Asks the access function about an administrative action within one
+/// facility (`None`: an account with no facility). A refusal is audited and
+/// answered with the access function's answer (`forbidden`) to someone of
+/// that facility, who knows it exists, and with `not_found` to anyone else,
+/// exactly as for an id that does not exist.
+pub(crate) fn allow_in_facility(
     conn: &mut DbConn,
     caller: &CallerInfo,
     facility: Option<i64>,
-    e: ServiceError,
-) -> ServiceResult<ServiceError> {
-    Ok(if other_facility(conn, caller, facility)? {
-        ServiceError::NotFound
-    } else {
-        e
-    })
+    op: AdminOp,
+    action: &'static str,
+) -> ServiceResult<()> {
+    match allow(conn, caller, Action::Admin(op)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let e = if other_facility(conn, caller, facility)? {
+                ServiceError::NotFound
+            } else {
+                e
+            };
+            denied(conn, caller, action, e)
+        }
+    }
 }

@@ -146,7 +146,6 @@ impl Service {
             Ok(results) => results,
             Err(e) => {
                 tracing::warn!(error = %e, posts = replies.len(), "a group commit failed; every post in it is refused");
-                let e = batch_failure(&e);
                 for reply in replies {
                     let _ = reply.send(Err(batch_failure(&e)));
                 }
